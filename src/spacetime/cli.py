@@ -1,0 +1,189 @@
+"""The ``spacetime`` command line (Typer: type-hinted commands on top of click, help on every command).
+
+Exit codes: 0 ok, 1 runtime failure, 2 bad usage or configuration. Every error a user can cause is one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from spacetime import __version__
+from spacetime.config import Settings, load_settings, redact_url
+from spacetime.errors import ConfigError, SpacetimeError
+
+T = TypeVar("T")
+
+app = typer.Typer(
+    name="spacetime",
+    help="LLM agents co-write a book as a parallel evolutionary tournament: burst, blind judgment, collapse, reaper.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+db_app = typer.Typer(help="Manage the database (embedded PostgreSQL + pgvector by default).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"spacetime {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            envvar="SPACETIME_DATABASE_URL",
+            help="External PostgreSQL (>= 15, with pgvector). Default: the embedded server under --data-dir.",
+            show_envvar=True,
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            envvar="SPACETIME_DATA_DIR",
+            help="Where the embedded PostgreSQL keeps its data. Default: the platform's user data dir.",
+            show_envvar=True,
+        ),
+    ] = None,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    ctx.obj = {"database_url": database_url, "data_dir": data_dir}
+
+
+def settings_of(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj or {}
+    return load_settings(database_url=obj.get("database_url"), data_dir=obj.get("data_dir"))
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+# --------------------------------------------------------------------------- db
+@db_app.command("migrate")
+def db_migrate(ctx: typer.Context) -> None:
+    """Create or upgrade the schema (idempotent; safe to run from two processes at once)."""
+    from spacetime.store.connect import connect_sync, database_url
+    from spacetime.store.migrations import migrate
+
+    settings = settings_of(ctx)
+    url = database_url(settings)
+    with connect_sync(url) as conn:
+        applied = migrate(conn)
+    where = "embedded PostgreSQL" if settings.embedded else redact_url(url)
+    if applied:
+        typer.echo(f"applied migration(s) {', '.join(map(str, applied))} to {where}")
+    else:
+        typer.echo(f"schema is up to date on {where}")
+
+
+@db_app.command("url")
+def db_url(ctx: typer.Context) -> None:
+    """Print a URL any PostgreSQL client (psql, DBeaver) can use; starts the embedded server if needed."""
+    from spacetime.store.connect import database_url
+
+    typer.echo(database_url(settings_of(ctx)))
+
+
+@db_app.command("stop")
+def db_stop(
+    ctx: typer.Context,
+    force: Annotated[bool, typer.Option("--force", help="Stop even while other spacetime processes use it.")] = False,
+) -> None:
+    """Stop the embedded PostgreSQL server cleanly (it keeps running between commands otherwise)."""
+    from spacetime.store import embedded
+    from spacetime.store.connect import APPLICATION_NAME, connect_sync
+
+    settings = settings_of(ctx)
+    if not settings.embedded:
+        raise ConfigError("db stop only stops the embedded server; SPACETIME_DATABASE_URL points at an external one")
+    url = embedded.running_uri(settings.data_dir)
+    if url is None:
+        typer.echo(f"the embedded PostgreSQL in {settings.pgdata} is not running")
+        return
+    if not force:
+        with connect_sync(url) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()",
+                (APPLICATION_NAME,),
+            ).fetchall()
+        if rows:
+            raise ConfigError(
+                f"the embedded PostgreSQL is in use by {len(rows)} spacetime connection(s): "
+                "stop `spacetime run`/`spacetime deck` first, or pass --force"
+            )
+    embedded.stop(settings.data_dir)
+    typer.echo(f"stopped the embedded PostgreSQL in {settings.pgdata}")
+
+
+# --------------------------------------------------------------------------- status
+@app.command()
+def status(
+    ctx: typer.Context,
+    book: Annotated[str | None, typer.Option("--book", "-b", help="Only this book.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Books, epochs, chapters and the roster with ratings."""
+    from spacetime.store.connect import prepare
+    from spacetime.store.store import open_store
+
+    settings = settings_of(ctx)
+    url = prepare(settings)
+
+    async def collect() -> list[dict[str, Any]]:
+        async with open_store(url, max_size=2) as store:
+            if book is not None:
+                found = await store.get_book(book)
+                if found is None:
+                    names = ", ".join(b.name for b in await store.list_books()) or "none yet"
+                    raise ConfigError(f"no book named {book!r} (books: {names})")
+                books = [found]
+            else:
+                books = await store.list_books()
+            return [await _status_of(store, b) for b in books]
+
+    reports = run_async(collect())
+    if as_json:
+        typer.echo(json.dumps({"books": reports} if book is None else reports[0], indent=2, default=str))
+        return
+    from spacetime.ui import print_status
+
+    print_status(reports)
+
+
+async def _status_of(store: Any, book: Any) -> dict[str, Any]:
+    report: dict[str, Any] = await store.book_status(book)
+    return report
+
+
+def main() -> None:
+    """Console-script entry point: one line and an exit code for every expected failure."""
+    try:
+        app()
+    except SpacetimeError as exc:
+        typer.echo(f"spacetime: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("spacetime: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

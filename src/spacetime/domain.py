@@ -1,0 +1,201 @@
+"""Domain values of the tournament: frozen, typed, with no storage identity beyond ids and no I/O.
+
+Vocabulary (see docs/design.md): a *book* is one tournament; an *epoch* one burst → judgment → collapse → reap;
+a *persona* a reusable character sheet; an *agent* a persona alive in one book; a *draft* one agent's candidate
+chapter; an *alias* the mask a draft wears during judgment; a *ballot* one agent's judgment of all other drafts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from uuid import UUID
+
+NAME_MAX = 50
+"""Agent and alias names are stored in the spec's ``VARCHAR(50)`` columns."""
+
+
+class PersonaOrigin(StrEnum):
+    BUILTIN = "builtin"
+    """Shipped with Space Time (prompts/personas.toml)."""
+    CUSTOM = "custom"
+    """Defined in a book's TOML file."""
+    BRED = "bred"
+    """Bred by the LLM from the best-rated personas when the reserve pool runs dry."""
+
+
+class AgentStatus(StrEnum):
+    ALIVE = "alive"
+    ELIMINATED = "eliminated"
+
+
+class FinishReason(StrEnum):
+    STOP = "stop"
+    LENGTH = "length"
+    """Cut by the token cap: the draft is kept, its author takes the truncation penalty."""
+    OTHER = "other"
+
+
+class BallotStatus(StrEnum):
+    OK = "ok"
+    """Valid JSON that matched the expected aliases on the first try."""
+    REPAIRED = "repaired"
+    """Parsed after repair (prose around JSON, broken JSON, clamped or missing entries dropped)."""
+    REASKED = "reasked"
+    """The first answer was unusable; the voter was asked once more and the second answer was used."""
+    ABSTAINED = "abstained"
+    """No usable answer after one re-ask: recorded, no votes from this voter."""
+
+
+@dataclass(frozen=True, slots=True)
+class Persona:
+    name: str
+    """Unique name, also the agent's name inside a book (``Physicist``); at most 50 characters."""
+    discipline: str
+    """The field the persona speaks from (``Physics``)."""
+    voice: str
+    """One or two sentences on how the persona writes."""
+    system_prompt: str
+    origin: PersonaOrigin = PersonaOrigin.BUILTIN
+    parents: tuple[str, ...] = ()
+    """Names of the personas a bred persona descends from (empty otherwise)."""
+
+    @property
+    def description(self) -> str:
+        """The text embedded to compare personas."""
+        return f"{self.name} ({self.discipline}). {self.voice}"
+
+
+@dataclass(frozen=True, slots=True)
+class Agent:
+    agent_id: UUID
+    persona: Persona
+    rating: float
+    status: AgentStatus = AgentStatus.ALIVE
+    born_epoch: int = 0
+    """Epoch number before which the agent entered (0 = founding roster)."""
+    died_epoch: int | None = None
+    model: str | None = None
+    """Name of the model endpoint this agent uses; ``None`` means the book's default."""
+
+    @property
+    def name(self) -> str:
+        return self.persona.name
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """What one model call returned."""
+
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    """Service time of the call (queueing for a backend slot excluded)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    agent_id: UUID
+    text: str
+    finish_reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason is FinishReason.LENGTH
+
+
+@dataclass(frozen=True, slots=True)
+class Forfeit:
+    """An agent whose call failed after retries: no draft (or no ballot) this epoch."""
+
+    agent_id: UUID
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewItem:
+    """One draft as a voter sees it: masked, possibly cut to a fair excerpt."""
+
+    alias: str
+    text: str
+    excerpted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Vote:
+    voter_id: UUID
+    target_id: UUID
+    insight_score: int
+    """1–10 as given by the voter."""
+    rationale: str
+    latency_penalty: float = 0.0
+    """Points subtracted from this vote's score for the target draft (truncation + lateness), see scoring."""
+    excerpted: bool = False
+    """The voter reviewed an equal-length excerpt of the draft, not all of it (context window budget)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ballot:
+    voter_id: UUID
+    status: BallotStatus
+    votes: tuple[Vote, ...] = ()
+    raw: str = ""
+    problems: tuple[str, ...] = ()
+    """What was wrong with the raw answer(s), for the record."""
+
+
+@dataclass(frozen=True, slots=True)
+class DraftScore:
+    agent_id: UUID
+    mean_insight: float
+    """Mean insight score received (0 if no votes)."""
+    truncation_penalty: float
+    lateness_penalty: float
+    total: float
+    votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class RatingChange:
+    agent_id: UUID
+    before: float
+    after: float
+
+
+@dataclass(frozen=True, slots=True)
+class CollapseDecision:
+    winner_id: UUID
+    """Author of the draft that becomes the next chapter."""
+    loser_id: UUID
+    """The lowest-rated agent after this epoch's ratings: eliminated."""
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRecord:
+    """Everything one epoch writes, committed in one transaction by ``Store.write_epoch``."""
+
+    book_id: UUID
+    epoch_no: int
+    active_agent_ids: tuple[UUID, ...]
+    drafts: tuple[Draft, ...]
+    aliases: dict[UUID, str]
+    """Author id → alias used in this epoch's judgment."""
+    ballots: tuple[Ballot, ...]
+    scores: tuple[DraftScore, ...]
+    ratings: tuple[RatingChange, ...]
+    decision: CollapseDecision
+    chapter_title: str
+    chapter_text: str
+    forfeits: tuple[Forfeit, ...] = ()
+    draft_embeddings: dict[UUID, list[float]] = field(default_factory=dict)
+    """Author id → embedding of the draft (may be empty when no embedder is configured)."""
+    chapter_embedding: list[float] | None = None
+    embedding_model: str | None = None
+    start_time: float | None = None
+    """Unix time the epoch started (the engine's clock)."""
+    end_time: float | None = None

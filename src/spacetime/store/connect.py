@@ -1,0 +1,58 @@
+"""From settings to a usable, migrated database: embedded start, URL check, clear one-line errors."""
+
+from __future__ import annotations
+
+import psycopg
+
+from spacetime.config import Settings, redact_url
+from spacetime.errors import StoreConfigError, StoreError
+from spacetime.store import embedded
+from spacetime.store.migrations import migrate
+
+APPLICATION_NAME = "spacetime"
+
+
+def database_url(settings: Settings) -> str:
+    """The URL to connect to: the external one, or the embedded server's (started if needed)."""
+    if settings.database_url is not None:
+        return settings.database_url
+    return embedded.start(settings.data_dir)
+
+
+def connect_error(url: str, exc: psycopg.Error) -> StoreConfigError:
+    """One line for a failed connection: what and how to fix it."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+    first = first.replace("connection failed: ", "").strip()
+    return StoreConfigError(
+        f"cannot connect to the database at {redact_url(url)} ({first}): check SPACETIME_DATABASE_URL or "
+        "--database-url, or unset it to use the embedded PostgreSQL"
+    )
+
+
+def connect_sync(url: str, *, autocommit: bool = True, timeout_s: int = 10) -> psycopg.Connection:
+    try:
+        return psycopg.connect(
+            url, autocommit=autocommit, connect_timeout=timeout_s, application_name=APPLICATION_NAME
+        )
+    except psycopg.Error as exc:
+        raise connect_error(url, exc) from None
+
+
+def check_server(conn: psycopg.Connection, url: str) -> None:
+    version = conn.info.server_version
+    if version < 150000:
+        raise StoreConfigError(
+            f"the database at {redact_url(url)} runs PostgreSQL {version // 10000}: Space Time needs 15 or newer"
+        )
+
+
+def prepare(settings: Settings) -> str:
+    """Resolve the URL, check the server and apply migrations. Returns the URL."""
+    url = database_url(settings)
+    with connect_sync(url) as conn:
+        check_server(conn, url)
+        try:
+            migrate(conn)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"lost the database while migrating ({exc}); run `spacetime db migrate` again") from None
+    return url

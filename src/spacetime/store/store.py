@@ -1,0 +1,439 @@
+"""The only place with SQL for the tournament: books, personas, agents, epochs and their record.
+
+An epoch is written by ``Store.write_epoch`` only, in ONE transaction with batched statements (executemany in
+pipeline mode, COPY for the votes); a failure anywhere leaves nothing of that epoch behind.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+from uuid import UUID
+
+import numpy as np
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from spacetime.domain import (
+    Agent,
+    AgentStatus,
+    EpochRecord,
+    Persona,
+    PersonaOrigin,
+)
+from spacetime.errors import ConfigError, StoreError
+from spacetime.store.connect import APPLICATION_NAME, connect_error
+
+EPOCH_CHANNEL = "spacetime_epoch"
+"""NOTIFY channel: the payload is the committed epoch's id (ids only: payloads are capped and not replayed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    book_id: UUID
+    name: str
+    topic: str
+    outline: str | None
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Chapter:
+    position: int
+    title: str
+    text: str
+    agent_name: str
+    epoch_no: int
+
+
+def _ts(value: float | None) -> datetime | None:
+    # The spec's columns are TIMESTAMP (without time zone): store UTC.
+    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc).replace(tzinfo=None)
+
+
+def _vec(values: Sequence[float] | None) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float32)
+
+
+def _persona(row: dict[str, Any]) -> Persona:
+    return Persona(
+        name=row["p_name"],
+        discipline=row["discipline"],
+        voice=row["voice"],
+        system_prompt=row["system_prompt"],
+        origin=PersonaOrigin(row["origin"]),
+        parents=tuple(row["parents"] or ()),
+    )
+
+
+def _agent(row: dict[str, Any]) -> Agent:
+    return Agent(
+        agent_id=row["agent_id"],
+        persona=_persona(row),
+        rating=row["rating"],
+        status=AgentStatus(row["status"]),
+        born_epoch=row["born_epoch"],
+        died_epoch=row["died_epoch"],
+        model=row["model"],
+    )
+
+
+_AGENT_SELECT = """
+SELECT a.agent_id, a.rating, a.status, a.born_epoch, a.died_epoch, a.model, a.name,
+       p.name AS p_name, p.discipline, p.voice, p.system_prompt, p.origin, p.parents
+FROM agents a JOIN personas p USING (persona_id)
+"""
+
+
+class Store:
+    """Async access to one database through a connection pool with pgvector types registered."""
+
+    def __init__(self, pool: AsyncConnectionPool, url: str) -> None:
+        self.pool = pool
+        self.url = url
+
+    async def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        """All rows of one query as dicts."""
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(sql, params)
+            return await cur.fetchall()
+
+    # ---------------------------------------------------------------- books
+    async def create_book(
+        self, name: str, topic: str, outline: str | None = None, config: dict[str, Any] | None = None
+    ) -> Book:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "INSERT INTO books (name, topic, outline, config) VALUES (%s, %s, %s, %s) "
+                    "ON CONFLICT (name) DO NOTHING RETURNING book_id",
+                    (name, topic, outline, json.dumps(config or {})),
+                )
+            ).fetchone()
+        if row is None:
+            raise ConfigError(f"a book named {name!r} already exists: pick another --book name")
+        return Book(row[0], name, topic, outline, config or {})
+
+    async def get_book(self, name: str) -> Book | None:
+        found = await self.rows("SELECT * FROM books WHERE name = %s", (name,))
+        if not found:
+            return None
+        row = found[0]
+        return Book(row["book_id"], row["name"], row["topic"], row["outline"], row["config"])
+
+    async def list_books(self) -> list[Book]:
+        rows = await self.rows("SELECT * FROM books ORDER BY created_at, name")
+        return [Book(r["book_id"], r["name"], r["topic"], r["outline"], r["config"]) for r in rows]
+
+    @asynccontextmanager
+    async def book_lock(self, book: Book) -> AsyncIterator[None]:
+        """Hold the book for one player: a second ``spacetime run`` of the same book gets a clear error."""
+        async with self.pool.connection() as conn:
+            key = uuid.UUID(str(book.book_id)).int & 0x7FFF_FFFF_FFFF_FFFF
+            got = (await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone())[0]  # type: ignore[index]
+            if not got:
+                raise ConfigError(
+                    f"book {book.name!r} is being played by another spacetime process: wait for it to finish "
+                    "or stop it, or run another --book"
+                )
+            try:
+                yield
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    # ---------------------------------------------------------------- personas and agents
+    async def upsert_personas(self, personas: Sequence[Persona], *, book_id: UUID | None = None) -> None:
+        """Insert personas that are not stored yet (by name); existing ones are left as they are."""
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(
+                "INSERT INTO personas (name, discipline, voice, system_prompt, origin, parents, book_id) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
+                [
+                    (p.name, p.discipline, p.voice, p.system_prompt, p.origin.value, list(p.parents), book_id)
+                    for p in personas
+                ],
+            )
+
+    async def personas(self) -> list[tuple[Persona, UUID | None]]:
+        rows = await self.rows(
+            "SELECT name AS p_name, discipline, voice, system_prompt, origin, parents, book_id "
+            "FROM personas ORDER BY created_at, name"
+        )
+        return [(_persona(r), r["book_id"]) for r in rows]
+
+    async def add_agent(
+        self,
+        book_id: UUID,
+        persona: Persona,
+        *,
+        rating: float,
+        born_epoch: int,
+        model: str | None = None,
+        replaced_agent_id: UUID | None = None,
+    ) -> Agent:
+        await self.upsert_personas([persona], book_id=book_id if persona.origin is PersonaOrigin.BRED else None)
+        async with self.pool.connection() as conn:
+            try:
+                row = await (
+                    await conn.execute(
+                        "INSERT INTO agents (book_id, persona_id, name, rating, born_epoch, model, replaced_agent_id) "
+                        "SELECT %s, persona_id, name, %s, %s, %s, %s FROM personas WHERE name = %s "
+                        "RETURNING agent_id",
+                        (book_id, rating, born_epoch, model, replaced_agent_id, persona.name),
+                    )
+                ).fetchone()
+            except psycopg.errors.UniqueViolation:
+                raise ConfigError(f"{persona.name} has already played in this book: an agent is never revived") from None
+        assert row is not None
+        return Agent(row[0], persona, rating, AgentStatus.ALIVE, born_epoch, None, model)
+
+    async def agents(self, book_id: UUID, *, alive_only: bool = False) -> list[Agent]:
+        sql = _AGENT_SELECT + " WHERE a.book_id = %s" + (" AND a.status = 'alive'" if alive_only else "")
+        sql += " ORDER BY a.born_epoch, a.created_at, a.name"
+        return [_agent(r) for r in await self.rows(sql, (book_id,))]
+
+    # ---------------------------------------------------------------- epochs
+    async def epoch_count(self, book_id: UUID) -> int:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute("SELECT count(*) FROM simulation_epochs WHERE book_id = %s", (book_id,))
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    async def write_epoch(self, record: EpochRecord, *, cause_of_death: str = "lowest rating") -> UUID:
+        """Commit a whole epoch in ONE transaction and NOTIFY its id. Nothing is written if any part fails."""
+        epoch_id = uuid.uuid4()
+        decision = record.decision
+        names = await self._names(record.active_agent_ids)
+        score_by = {s.agent_id: s for s in record.scores}
+        draft_by = {d.agent_id: d for d in record.drafts}
+        winner = draft_by[decision.winner_id]
+        try:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.execute(
+                    "INSERT INTO simulation_epochs (epoch_id, start_time, end_time, active_agent_ids, "
+                    "winner_agent_id, loser_agent_id, book_id, epoch_no) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    (
+                        epoch_id,
+                        _ts(record.start_time) or datetime.now(timezone.utc).replace(tzinfo=None),
+                        _ts(record.end_time),
+                        list(record.active_agent_ids),
+                        decision.winner_id,
+                        decision.loser_id,
+                        record.book_id,
+                        record.epoch_no,
+                    ),
+                )
+                await cur.executemany(
+                    "INSERT INTO drafts (epoch_id, agent_id, alias, text, prompt_tokens, completion_tokens, "
+                    "finish_reason, truncated, latency_s, mean_insight, truncation_penalty, lateness_penalty, score, "
+                    "votes_received, embedding, embedding_model) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    [
+                        (
+                            epoch_id,
+                            d.agent_id,
+                            record.aliases[d.agent_id],
+                            d.text,
+                            d.prompt_tokens,
+                            d.completion_tokens,
+                            d.finish_reason.value,
+                            d.truncated,
+                            d.latency_s,
+                            score_by[d.agent_id].mean_insight if d.agent_id in score_by else None,
+                            score_by[d.agent_id].truncation_penalty if d.agent_id in score_by else 0.0,
+                            score_by[d.agent_id].lateness_penalty if d.agent_id in score_by else 0.0,
+                            score_by[d.agent_id].total if d.agent_id in score_by else None,
+                            score_by[d.agent_id].votes if d.agent_id in score_by else 0,
+                            _vec(record.draft_embeddings.get(d.agent_id)),
+                            record.embedding_model if d.agent_id in record.draft_embeddings else None,
+                        )
+                        for d in record.drafts
+                    ],
+                )
+                async with cur.copy(
+                    "COPY peer_votes (vote_id, epoch_id, voter_agent, target_agent, insight_score, latency_penalty, "
+                    "rationale, voter_agent_id, target_agent_id, target_alias, excerpted) FROM STDIN"
+                ) as copy:
+                    for ballot in record.ballots:
+                        for v in ballot.votes:
+                            await copy.write_row(
+                                (
+                                    uuid.uuid4(),
+                                    epoch_id,
+                                    names[v.voter_id],
+                                    names[v.target_id],
+                                    v.insight_score,
+                                    v.latency_penalty,
+                                    v.rationale,
+                                    v.voter_id,
+                                    v.target_id,
+                                    record.aliases[v.target_id],
+                                    v.excerpted,
+                                )
+                            )
+                await cur.executemany(
+                    "INSERT INTO ballots (epoch_id, voter_agent_id, status, raw, problems) VALUES (%s, %s, %s, %s, %s)",
+                    [(epoch_id, b.voter_id, b.status.value, b.raw, list(b.problems)) for b in record.ballots],
+                )
+                if record.forfeits:
+                    await cur.executemany(
+                        "INSERT INTO forfeits (epoch_id, agent_id, reason) VALUES (%s, %s, %s)",
+                        [(epoch_id, f.agent_id, f.reason) for f in record.forfeits],
+                    )
+                await cur.executemany(
+                    "INSERT INTO ratings (epoch_id, agent_id, rating_before, rating_after, score) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [
+                        (
+                            epoch_id,
+                            r.agent_id,
+                            r.before,
+                            r.after,
+                            score_by[r.agent_id].total if r.agent_id in score_by else None,
+                        )
+                        for r in record.ratings
+                    ],
+                )
+                await cur.executemany(
+                    "UPDATE agents SET rating = %s WHERE agent_id = %s",
+                    [(r.after, r.agent_id) for r in record.ratings],
+                )
+                await cur.execute(
+                    "UPDATE agents SET status = 'eliminated', died_epoch = %s, cause_of_death = %s "
+                    "WHERE agent_id = %s AND status = 'alive'",
+                    (record.epoch_no, cause_of_death, decision.loser_id),
+                )
+                await cur.execute(
+                    "INSERT INTO chapters (book_id, position, epoch_id, agent_id, title, text, embedding, "
+                    "embedding_model) VALUES (%s, (SELECT count(*) + 1 FROM chapters WHERE book_id = %s), "
+                    "%s, %s, %s, %s, %s, %s)",
+                    (
+                        record.book_id,
+                        record.book_id,
+                        epoch_id,
+                        winner.agent_id,
+                        record.chapter_title,
+                        record.chapter_text,
+                        _vec(record.chapter_embedding),
+                        record.embedding_model if record.chapter_embedding is not None else None,
+                    ),
+                )
+                await cur.execute("SELECT pg_notify(%s, %s)", (EPOCH_CHANNEL, str(epoch_id)))
+        except psycopg.errors.UniqueViolation as exc:
+            raise StoreError(f"epoch {record.epoch_no} of this book is already recorded ({exc.diag.constraint_name})") from None
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"lost the database while writing epoch {record.epoch_no}: {exc}") from None
+        return epoch_id
+
+    async def _names(self, agent_ids: Sequence[UUID]) -> dict[UUID, str]:
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute("SELECT agent_id, name FROM agents WHERE agent_id = ANY(%s)", (list(agent_ids),))
+            ).fetchall()
+        return {r[0]: r[1] for r in rows}
+
+    # ---------------------------------------------------------------- canon and retrieval
+    async def chapters(self, book_id: UUID) -> list[Chapter]:
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT c.position, c.title, c.text, a.name, e.epoch_no FROM chapters c "
+                    "JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id) "
+                    "WHERE c.book_id = %s ORDER BY c.position",
+                    (book_id,),
+                )
+            ).fetchall()
+        return [Chapter(*r) for r in rows]
+
+    async def similar_chapters(
+        self, book_id: UUID, embedding: Sequence[float], model: str, *, limit: int, before_position: int
+    ) -> list[Chapter]:
+        """Exact cosine search over this book's chapters in one vector space (filtered scans stay exact)."""
+        async with self.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT c.position, c.title, c.text, a.name, e.epoch_no FROM chapters c "
+                    "JOIN agents a USING (agent_id) JOIN simulation_epochs e USING (epoch_id) "
+                    "WHERE c.book_id = %s AND c.embedding_model = %s AND c.position < %s "
+                    "AND c.embedding IS NOT NULL ORDER BY c.embedding <=> %s LIMIT %s",
+                    (book_id, model, before_position, _vec(embedding), limit),
+                )
+            ).fetchall()
+        return [Chapter(*r) for r in rows]
+
+    # ---------------------------------------------------------------- status
+    async def book_status(self, book: Book) -> dict[str, Any]:
+        counts = (
+            await self.rows(
+                "SELECT (SELECT count(*) FROM simulation_epochs WHERE book_id = %(b)s) AS epochs, "
+                "(SELECT count(*) FROM chapters WHERE book_id = %(b)s) AS chapters",
+                {"b": book.book_id},
+            )
+        )[0]
+        roster = await self.rows(
+            "SELECT a.agent_id, a.name, p.discipline, a.status, a.rating, a.born_epoch, a.died_epoch, "
+            "a.cause_of_death, a.model, r.name AS replaced, p.origin, p.parents "
+            "FROM agents a JOIN personas p USING (persona_id) "
+            "LEFT JOIN agents r ON r.agent_id = a.replaced_agent_id "
+            "WHERE a.book_id = %s ORDER BY (a.status = 'alive') DESC, a.rating DESC, a.name",
+            (book.book_id,),
+        )
+        assert counts is not None
+        return {
+            "book": book.name,
+            "topic": book.topic,
+            "epochs": counts["epochs"],
+            "chapters": counts["chapters"],
+            "roster": [
+                {
+                    "agent_id": str(r["agent_id"]),
+                    "name": r["name"],
+                    "discipline": r["discipline"],
+                    "status": r["status"],
+                    "rating": round(r["rating"], 2),
+                    "born_epoch": r["born_epoch"],
+                    "died_epoch": r["died_epoch"],
+                    "cause_of_death": r["cause_of_death"],
+                    "model": r["model"],
+                    "replaced": r["replaced"],
+                    "origin": r["origin"],
+                    "parents": list(r["parents"] or ()),
+                }
+                for r in roster
+            ],
+        }
+
+
+async def _configure(conn: psycopg.AsyncConnection) -> None:
+    await register_vector_async(conn)
+
+
+@asynccontextmanager
+async def open_store(url: str, *, min_size: int = 1, max_size: int = 8) -> AsyncIterator[Store]:
+    """A pooled Store on an already migrated database (see ``spacetime.store.connect.prepare``)."""
+    pool = AsyncConnectionPool(
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=False,
+        configure=_configure,
+        kwargs={"application_name": APPLICATION_NAME, "autocommit": True},
+    )
+    try:
+        await pool.open(wait=True, timeout=15)
+    except psycopg.Error as exc:
+        raise connect_error(url, exc) from None
+    except Exception as exc:  # psycopg_pool.PoolTimeout
+        raise StoreError(f"cannot open a connection pool to the database: {exc}") from None
+    try:
+        yield Store(pool, url)
+    finally:
+        await pool.close()

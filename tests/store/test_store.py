@@ -1,0 +1,103 @@
+"""Store behaviour against the real embedded PostgreSQL: the one-transaction epoch write, vectors, status."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from spacetime.domain import PersonaOrigin
+from spacetime.errors import ConfigError, StoreError
+from spacetime.store.store import Store
+from tests.factories import NAMES, make_epoch, persona
+
+TABLES = ("simulation_epochs", "peer_votes", "drafts", "ballots", "ratings", "chapters", "forfeits")
+
+
+async def _book_with_agents(store: Store, n: int = 7, name: str = "b1"):  # type: ignore[no-untyped-def]
+    book = await store.create_book(name, "What is time?")
+    agents = [await store.add_agent(book.book_id, persona(nm), rating=1500.0, born_epoch=0) for nm in NAMES[:n]]
+    return book, agents
+
+
+def _counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}  # type: ignore[index]
+
+
+async def test_epoch_write_commits_everything_once(store: Store, migrated_url: str) -> None:
+    book, agents = await _book_with_agents(store)
+    record = make_epoch(book.book_id, 1, agents)
+    epoch_id = await store.write_epoch(record)
+    counts = _counts(migrated_url)
+    assert counts == {"simulation_epochs": 1, "peer_votes": 42, "drafts": 7, "ballots": 7, "ratings": 7,
+                      "chapters": 1, "forfeits": 0}
+    with psycopg.connect(migrated_url) as conn:
+        row = conn.execute("SELECT winner_agent_id, loser_agent_id, active_agent_ids FROM simulation_epochs "
+                           "WHERE epoch_id = %s", (epoch_id,)).fetchone()
+        assert row[0] == agents[-1].agent_id and row[1] == agents[0].agent_id and len(row[2]) == 7
+        voters = conn.execute("SELECT DISTINCT voter_agent FROM peer_votes").fetchall()
+        assert {v[0] for v in voters} == set(NAMES[:7])
+    alive = await store.agents(book.book_id, alive_only=True)
+    assert agents[0].agent_id not in {a.agent_id for a in alive} and len(alive) == 6
+    chapters = await store.chapters(book.book_id)
+    assert [c.position for c in chapters] == [1] and chapters[0].agent_name == agents[-1].name
+
+
+async def test_epoch_write_is_atomic(store: Store, migrated_url: str) -> None:
+    book, agents = await _book_with_agents(store)
+    # the votes violate the 1..10 CHECK: they are written after the epoch row and the drafts
+    with pytest.raises((psycopg.Error, StoreError)):
+        await store.write_epoch(make_epoch(book.book_id, 1, agents, bad_score=True))
+    assert _counts(migrated_url) == dict.fromkeys(TABLES, 0)
+    alive = await store.agents(book.book_id, alive_only=True)
+    assert len(alive) == 7 and all(a.rating == 1500.0 for a in alive)
+
+
+async def test_same_epoch_twice_is_refused_and_leaves_first(store: Store, migrated_url: str) -> None:
+    book, agents = await _book_with_agents(store, 5)
+    await store.write_epoch(make_epoch(book.book_id, 1, agents))
+    with pytest.raises(StoreError, match="already recorded"):
+        await store.write_epoch(make_epoch(book.book_id, 1, agents))
+    assert _counts(migrated_url)["simulation_epochs"] == 1
+
+
+async def test_vector_round_trip_and_similarity(store: Store) -> None:
+    book, agents = await _book_with_agents(store, 5)
+    for n in (1, 2, 3):
+        await store.write_epoch(make_epoch(book.book_id, n, agents, dim=16))
+    async with store.pool.connection() as conn:
+        row = await (await conn.execute("SELECT embedding FROM chapters WHERE position = 2")).fetchone()
+    vec = row[0].to_numpy()
+    assert vec.shape == (16,)
+    found = await store.similar_chapters(book.book_id, list(vec), "test-hash", limit=1, before_position=10)
+    assert [c.position for c in found] == [2]
+    none = await store.similar_chapters(book.book_id, list(vec), "another-model", limit=3, before_position=10)
+    assert none == []
+
+
+async def test_agents_are_never_revived_and_books_unique(store: Store) -> None:
+    book, agents = await _book_with_agents(store, 5)
+    with pytest.raises(ConfigError, match="never revived"):
+        await store.add_agent(book.book_id, agents[0].persona, rating=1500.0, born_epoch=3)
+    with pytest.raises(ConfigError, match="already exists"):
+        await store.create_book("b1", "again")
+
+
+async def test_status_reports_roster(store: Store) -> None:
+    book, agents = await _book_with_agents(store, 5)
+    await store.write_epoch(make_epoch(book.book_id, 1, agents))
+    status = await store.book_status(book)
+    assert status["epochs"] == 1 and status["chapters"] == 1
+    assert {a["name"] for a in status["roster"]} == set(NAMES[:5])
+    dead = [a for a in status["roster"] if a["status"] == "eliminated"]
+    assert [a["name"] for a in dead] == [agents[0].name] and dead[0]["died_epoch"] == 1
+
+
+async def test_book_lock_refuses_second_player(store: Store) -> None:
+    book, _ = await _book_with_agents(store, 3)
+    async with store.book_lock(book):
+        with pytest.raises(ConfigError, match="being played"):
+            async with store.book_lock(book):
+                pass
+    async with store.book_lock(book):  # released
+        pass
