@@ -173,6 +173,68 @@ async def _status_of(store: Any, book: Any) -> dict[str, Any]:
     return report
 
 
+# --------------------------------------------------------------------------- run / export
+DEFAULT_BOOK = "spacetime"  # the same default as spacetime.engine.play.DEFAULT_BOOK
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    book_file: Annotated[
+        Path | None, typer.Argument(metavar="[BOOK.toml]", help="Book file (topic, roster, models). Optional.")
+    ] = None,
+    book: Annotated[str | None, typer.Option("--book", "-b", help="Book name (default: the file's name, else 'spacetime').")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", "-n", min=1, help="Epochs to play now.")] = 3,
+    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=16, max=32768, help="Hard cap per draft (default 2048).")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for aliases, orders, tie-breaks and sampling.")] = None,
+) -> None:
+    """Play epochs of a book on real models; resumes a book that already has epochs."""
+    from spacetime.engine.play import play_book
+
+    settings = settings_of(ctx)
+    name, outcomes = run_async(
+        play_book(settings, book_file, book_name=book, epochs=epochs, max_tokens=max_tokens, seed=seed)
+    )
+    typer.echo(f"played {len(outcomes)} epoch(s) of {name!r}: `spacetime export --book {name}` prints the book")
+
+
+@app.command()
+def export(
+    ctx: typer.Context,
+    book: Annotated[str, typer.Option("--book", "-b", help="Book name.")] = DEFAULT_BOOK,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Write the canon (the committed chapters, in order) as Markdown."""
+    from spacetime.canon import render_markdown
+    from spacetime.store.connect import prepare
+    from spacetime.store.store import open_store
+
+    url = prepare(settings_of(ctx))
+
+    async def collect() -> str:
+        async with open_store(url, max_size=2) as store:
+            found = await store.get_book(book)
+            if found is None:
+                names = ", ".join(b.name for b in await store.list_books()) or "none yet"
+                raise ConfigError(f"no book named {book!r} (books: {names})")
+            chapters = await store.chapters(found.book_id)
+            return render_markdown(found.name, found.topic,
+                                   [(c.position, c.title, c.text, c.agent_name, c.epoch_no) for c in chapters])
+
+    text = run_async(collect())
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    tmp = output.with_name(output.name + ".part")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write {output}: {exc.strerror}") from None
+    typer.echo(f"wrote {output}", err=True)
+
+
 GLOBAL_OPTIONS = ("--database-url", "--data-dir")
 
 

@@ -32,3 +32,84 @@ def print_status(reports: list[dict[str, Any]]) -> None:
                 agent["replaced"] or "",
             )
         console.print(table)
+
+
+class EpochProgress:
+    """Live view of one epoch for the terminal (a table on a TTY, one line per event otherwise)."""
+
+    def __init__(self, out: Console | None = None) -> None:
+        from spacetime.engine import events as ev
+
+        self.ev = ev
+        self.console = out or console
+        self.live: Any = None
+        self.rows: dict[str, dict[str, str]] = {}
+        self.title = ""
+
+    def __call__(self, event: Any) -> None:
+        ev = self.ev
+        if isinstance(event, ev.EpochStarted):
+            self.title = f"{event.book} · epoch {event.epoch_no}" + (f" (try {event.attempt})" if event.attempt > 1 else "")
+            self.rows = {name: {"draft": "waiting", "tokens": "", "latency": "", "ballot": ""} for name in event.agents}
+            self._start()
+        elif isinstance(event, ev.DraftStarted):
+            self._set(event.agent, draft="drafting…")
+        elif isinstance(event, ev.DraftDone):
+            self._set(event.agent, draft="[yellow]truncated −5[/]" if event.truncated else "[green]done[/]",
+                      tokens=str(event.tokens), latency=f"{event.latency_s:.1f}s")
+        elif isinstance(event, ev.DraftForfeited):
+            self._set(event.agent, draft="[red]forfeit[/]")
+            self._line(f"  {event.agent} forfeits: {event.reason}")
+        elif isinstance(event, ev.BallotDone):
+            self._set(event.voter, ballot=f"{event.status} ({event.votes} votes)")
+        elif isinstance(event, ev.EpochRetry):
+            self._stop()
+            self._line(f"epoch {event.epoch_no}: only {event.drafts} drafts; retrying in {event.wait_s:.0f}s")
+        elif isinstance(event, ev.EpochCommitted):
+            self._stop()
+            self._line(
+                f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; "
+                f"{event.loser} eliminated ({event.wall_s:.1f}s, {event.completion_tokens} tokens)"
+            )
+        elif isinstance(event, ev.AgentEntered):
+            came = f" replacing {event.replaced}" if event.replaced else ""
+            self._line(f"  {event.name} ({event.origin}) enters{came}")
+
+    # -- rendering
+    def _table(self) -> Table:
+        table = Table(title=self.title)
+        for column in ("agent", "draft", "tokens", "latency", "ballot"):
+            table.add_column(column)
+        for name, row in self.rows.items():
+            table.add_row(name, row["draft"], row["tokens"], row["latency"], row["ballot"])
+        return table
+
+    def _set(self, agent: str, **values: str) -> None:
+        self.rows.setdefault(agent, {"draft": "", "tokens": "", "latency": "", "ballot": ""}).update(values)
+        if self.live is not None:
+            self.live.update(self._table())
+        elif "draft" in values and values["draft"] != "drafting…" or "ballot" in values:
+            what = values.get("ballot") or values.get("draft", "")
+            extra = f" {values['tokens']} tokens in {values['latency']}" if "tokens" in values else ""
+            self.console.print(f"  {agent}: {what}{extra}", highlight=False)
+
+    def _start(self) -> None:
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False)
+            self.live.start()
+        else:
+            self.console.print(self.title, highlight=False)
+
+    def _stop(self) -> None:
+        if self.live is not None:
+            self.live.update(self._table())
+            self.live.stop()
+            self.live = None
+
+    def _line(self, text: str) -> None:
+        self.console.print(text, highlight=False)
+
+    def close(self) -> None:
+        self._stop()

@@ -353,6 +353,15 @@ class Store:
             ).fetchall()
         return [Chapter(*r) for r in rows]
 
+    async def chapter_embedding(self, book_id: UUID, position: int) -> list[float] | None:
+        async with self.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT embedding FROM chapters WHERE book_id = %s AND position = %s", (book_id, position)
+                )
+            ).fetchone()
+        return None if row is None or row[0] is None else row[0].to_list()
+
     async def similar_chapters(
         self, book_id: UUID, embedding: Sequence[float], model: str, *, limit: int, before_position: int
     ) -> list[Chapter]:

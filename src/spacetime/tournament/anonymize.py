@@ -62,9 +62,7 @@ def allowed_masks(forbidden: Iterable[str] = ()) -> tuple[str, ...]:
     return tuple(m for m in MASKS if not any(_collides(m, w) for w in words))
 
 
-def assign_aliases(
-    author_ids: Sequence[UUID], rng: random.Random, *, forbidden: Iterable[str] = ()
-) -> dict[UUID, str]:
+def assign_aliases(author_ids: Sequence[UUID], rng: random.Random, *, forbidden: Iterable[str] = ()) -> dict[UUID, str]:
     """Give each draft of this epoch a fresh random alias ``Anonymous_<Mask>_<n>``.
 
     Guarantees: aliases are unique, at most ``NAME_MAX`` characters, numbers ``n`` in 1..99 are pairwise distinct,
@@ -87,10 +85,8 @@ def assign_aliases(
             "be masked."
         )
     numbers = rng.sample(range(1, ALIAS_NUMBER_MAX + 1), count)
-    if count <= len(masks):
-        chosen = rng.sample(masks, count)
-    else:
-        chosen = [rng.choice(masks) for _ in range(count)]
+    # distinct masks while they last (easier for a judge to keep apart); numbers keep aliases unique regardless
+    chosen = rng.sample(masks, count) if count <= len(masks) else [rng.choice(masks) for _ in range(count)]
     aliases = [f"{ALIAS_PREFIX}_{mask}_{n}" for mask, n in zip(chosen, numbers, strict=True)]
     assert all(len(a) <= NAME_MAX for a in aliases)
     return dict(zip(author_ids, aliases, strict=True))

@@ -33,7 +33,7 @@ RATIONALE_MAX_CHARS = 300
 RATIONALE_KEEP_CHARS = 1000
 """A rationale longer than this (from a model that ignored the schema) is cut, with a problem noted."""
 MAX_RAW_CHARS = 100_000
-"""Only this many characters of an answer are handed to the JSON repairer."""
+"""Only this many characters of an answer (from its first ``{`` or ``[``) are handed to the JSON repairer."""
 MAX_PROBLEMS = 20
 """At most this many problems are recorded per answer (then a count of the rest)."""
 
@@ -99,6 +99,7 @@ def ballot_schema(aliases: Sequence[str], *, portable: bool = False) -> dict[str
     rationale: dict[str, Any] = {"type": "string"}
     if not portable:
         rationale["maxLength"] = RATIONALE_MAX_CHARS
+
     def entry() -> dict[str, Any]:
         return {
             "type": "object",
@@ -187,8 +188,10 @@ def _extract_json(raw: str) -> tuple[Any, bool, list[str]]:
     problems: list[str] = []
     source = blocks[0] if blocks else text
     if len(source) > MAX_RAW_CHARS:
-        source = source[:MAX_RAW_CHARS]
-        problems.append(f"only the first {MAX_RAW_CHARS} characters were read")
+        starts = [i for i in (source.find("{"), source.find("[")) if i >= 0]
+        begin = min(starts, default=0)
+        source = source[begin : begin + MAX_RAW_CHARS]
+        problems.append(f"only {MAX_RAW_CHARS} characters from the first bracket were read")
     try:
         value = json_repair.loads(source)
     except Exception as exc:  # the repairer is third-party code fed arbitrary text
@@ -262,18 +265,15 @@ def _raw_entries(value: Any, index: _AliasIndex, problems: list[str], depth: int
 
 def _coerce_score(value: Any) -> tuple[int | None, str | None]:
     """An integer score 1..10 or ``None``; plus a note when the value had to be read or rounded."""
-    number: float
     if isinstance(value, bool):
         return None, None
     if isinstance(value, int):
-        number = value
+        return (value, None) if SCORE_MIN <= value <= SCORE_MAX else (None, None)
+    if isinstance(value, str):
+        match = _SCORE_RE.fullmatch(value.strip())
+        number = float(match.group(1)) if match else math.nan
     elif isinstance(value, float):
         number = value
-    elif isinstance(value, str):
-        match = _SCORE_RE.fullmatch(value.strip())
-        if not match:
-            return None, None
-        number = float(match.group(1))
     else:
         return None, None
     if not math.isfinite(number):
@@ -281,8 +281,6 @@ def _coerce_score(value: Any) -> tuple[int | None, str | None]:
     score = math.floor(number + 0.5)
     if not SCORE_MIN <= score <= SCORE_MAX:
         return None, None
-    if isinstance(value, int):
-        return score, None
     return score, f"score {_short(value)} read as {score}"
 
 
@@ -389,9 +387,7 @@ def is_usable(parsed: ParsedBallot, expected: Sequence[str]) -> bool:
     return any(alias in parsed.entries for alias in expected)
 
 
-def decide_ballot(
-    first: ParsedBallot, expected: Sequence[str], second: ParsedBallot | None = None
-) -> BallotDecision:
+def decide_ballot(first: ParsedBallot, expected: Sequence[str], second: ParsedBallot | None = None) -> BallotDecision:
     """Apply the ballot policy to a voter's first answer and, after a re-ask, its second.
 
     * first answer complete → ``OK`` if it is clean, else ``REPAIRED``; it is used;
@@ -408,6 +404,7 @@ def decide_ballot(
     problems = (*(f"answer 1: {p}" for p in first.problems), *(f"answer 2: {p}" for p in second.problems))
     if is_complete(second, expected):
         return BallotDecision(BallotStatus.REASKED, second, problems)
+
     def valid(p: ParsedBallot) -> int:
         return sum(alias in p.entries for alias in expected)
 

@@ -25,7 +25,7 @@ def expected_score(rating: float, opponent: float) -> float:
     exponent = (opponent - rating) / 400.0
     if exponent > 300.0:  # 10**300 is beyond any real rating gap; avoid float overflow
         return 0.0
-    return 1.0 / (1.0 + 10.0**exponent)
+    return 1.0 / (1.0 + math.pow(10.0, exponent))
 
 
 def outcome(total: float, other: float) -> float:

@@ -1,0 +1,77 @@
+"""What the engine reports while it plays (for the terminal, logs and tests). Plain values, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+
+@dataclass(frozen=True, slots=True)
+class EpochStarted:
+    book: str
+    epoch_no: int
+    agents: tuple[str, ...]
+    attempt: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class DraftStarted:
+    agent: str
+
+
+@dataclass(frozen=True, slots=True)
+class DraftDone:
+    agent: str
+    tokens: int
+    truncated: bool
+    latency_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class DraftForfeited:
+    agent: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BallotDone:
+    voter: str
+    status: str
+    votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class EpochRetry:
+    epoch_no: int
+    drafts: int
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class EpochCommitted:
+    epoch_no: int
+    epoch_id: UUID
+    winner: str
+    loser: str
+    chapter_title: str
+    wall_s: float
+    completion_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class AgentEntered:
+    name: str
+    replaced: str | None
+    origin: str
+    epoch_no: int
+
+
+Event = (
+    EpochStarted | DraftStarted | DraftDone | DraftForfeited | BallotDone | EpochRetry | EpochCommitted | AgentEntered
+)
+Listener = Callable[[Event], None]
+
+
+def ignore(_: Event) -> None:
+    """The default listener."""

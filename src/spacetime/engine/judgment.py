@@ -1,0 +1,148 @@
+"""Judgment: every agent reviews every other draft blind, in one call, and returns one JSON ballot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from uuid import UUID
+
+from spacetime.domain import Ballot, BallotStatus, Draft, ReviewItem
+from spacetime.engine.events import BallotDone, Listener
+from spacetime.engine.seats import Seat
+from spacetime.errors import ModelError
+from spacetime.models.base import ChatModel
+from spacetime.prompts import render
+from spacetime.tournament.ballot import (
+    SPOTLIGHT_RULE,
+    ballot_schema,
+    decide_ballot,
+    neutralise,
+    parse_ballot,
+    to_votes,
+)
+from spacetime.tournament.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap
+
+REASK = (
+    "Your answer could not be read as the requested ballot. Answer again with ONLY the JSON object: one key per "
+    "alias ({aliases}), each with an integer insight_score from 1 to 10 and a one-sentence rationale."
+)
+
+
+def ballot_prompt(
+    *, topic: str, chapter_no: int, marker: str, persona_prompt: str, items: Sequence[ReviewItem]
+) -> str:
+    """The ballot prompt. Text shared by every voter comes first (prefix caching), the voter's own part after."""
+    return render(
+        "ballot.j2",
+        topic=topic,
+        chapter_no=chapter_no,
+        marker=marker,
+        spotlight_rule=SPOTLIGHT_RULE,
+        persona_prompt=persona_prompt,
+        excerpted=any(i.excerpted for i in items),
+        items=items,
+    )
+
+
+def review_items(
+    model: ChatModel,
+    order: Sequence[str],
+    texts: Mapping[str, str],
+    cap: int | None,
+) -> list[ReviewItem]:
+    items = []
+    for alias in order:
+        text, cut = excerpt(texts[alias], cap, count_tokens=model.count_tokens, truncate=model.truncate_to_tokens)
+        items.append(ReviewItem(alias=alias, text=neutralise(text), excerpted=cut))
+    return items
+
+
+def excerpt_cap(
+    model: ChatModel,
+    drafts: Sequence[Draft],
+    voters: Sequence[UUID],
+    *,
+    topic: str,
+    chapter_no: int,
+    marker: str,
+    persona_prompt: str,
+    aliases: Mapping[UUID, str],
+    n_items: int,
+) -> int | None:
+    """The fair per-draft cap for ballots judged by ``model`` (None = every draft fits whole).
+
+    ``n_items`` is the most drafts any voter reviews (N−1, or N for a voter whose own draft forfeited).
+    """
+    n = max(n_items, 1)
+    skeleton = [ReviewItem(alias=aliases[d.agent_id], text="", excerpted=True) for d in drafts][:n]
+    fixed = model.count_tokens(
+        ballot_prompt(topic=topic, chapter_no=chapter_no, marker=marker, persona_prompt=persona_prompt,
+                      items=skeleton)  # fmt: skip
+    ) + 64  # chat template, system message and the excerpt markers' slack
+    reply = ballot_reply_tokens(n)
+    available = drafts_budget(model.context_window, fixed, reply)
+    lengths = {d.agent_id: model.count_tokens(d.text) for d in drafts}
+    return fair_cap(lengths, voters, available)
+
+
+async def judgment(
+    seats: Sequence[Seat],
+    drafts: Sequence[Draft],
+    aliases: Mapping[UUID, str],
+    orders: Mapping[UUID, tuple[str, ...]],
+    penalties: Mapping[UUID, float],
+    *,
+    topic: str,
+    chapter_no: int,
+    marker: str,
+    seed: int | None,
+    emit: Listener,
+) -> list[Ballot]:
+    """One ballot call per voter, all at once; malformed → repaired, else re-asked once, else an abstention."""
+    alias_to_author = {alias: author for author, alias in aliases.items()}
+    texts = {aliases[d.agent_id]: d.text for d in drafts}
+    voters = [s.agent.agent_id for s in seats]
+    caps: dict[int, int | None] = {}
+    for seat in seats:  # one fair cap per judge model (models differ in window and tokenizer)
+        key = id(seat.model)
+        if key not in caps:
+            caps[key] = excerpt_cap(
+                seat.model, drafts, voters, topic=topic, chapter_no=chapter_no, marker=marker,
+                persona_prompt=seat.agent.persona.system_prompt, aliases=aliases,
+                n_items=max(len(o) for o in orders.values()),
+            )  # fmt: skip
+
+    async def one(seat: Seat, index: int) -> Ballot:
+        voter = seat.agent.agent_id
+        order = orders[voter]
+        items = review_items(seat.model, order, texts, caps[id(seat.model)])
+        prompt = ballot_prompt(topic=topic, chapter_no=chapter_no, marker=marker,
+                               persona_prompt=seat.agent.persona.system_prompt, items=items)  # fmt: skip
+        schema = ballot_schema(order)
+        reply_tokens = ballot_reply_tokens(len(order))
+        call_seed = None if seed is None else seed + 1000 + index
+        raws: list[str] = []
+        try:
+            first = await seat.runner.judge(prompt, json_schema=schema, max_tokens=reply_tokens, seed=call_seed)
+            raws.append(first.text)
+            parsed = parse_ballot(first.text, order)
+            decision = decide_ballot(parsed, order)
+            if decision.reask:
+                again = prompt + "\n\n" + REASK.format(aliases=", ".join(order))
+                second = await seat.runner.judge(
+                    again, json_schema=schema, max_tokens=reply_tokens, seed=None if call_seed is None else call_seed + 7
+                )
+                raws.append(second.text)
+                decision = decide_ballot(parsed, order, parse_ballot(second.text, order))
+        except ModelError as exc:
+            emit(BallotDone(seat.name, BallotStatus.ABSTAINED.value, 0))
+            return Ballot(voter, BallotStatus.ABSTAINED, (), "\n---\n".join(raws), (f"model error: {exc}",))
+        assert decision.status is not None
+        votes = ()
+        if decision.chosen is not None:
+            excerpted = {item.alias: item.excerpted for item in items}
+            votes = to_votes(voter, decision.chosen, alias_to_author, penalties, excerpted)
+        emit(BallotDone(seat.name, decision.status.value, len(votes)))
+        return Ballot(voter, decision.status, votes, "\n---\n".join(raws), decision.problems)
+
+    return list(await asyncio.gather(*(one(seat, i) for i, seat in enumerate(seats))))
