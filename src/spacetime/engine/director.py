@@ -90,8 +90,7 @@ class Director:
         from spacetime.models.agents import PersonaAgent
 
         model = self.models.chat(agent.model or self.config.endpoint_for(agent.name))
-        system = render("system.j2").strip()
-        return Seat(agent=agent, runner=PersonaAgent(agent.persona, model, system_message=system), model=model)
+        return Seat(agent=agent, runner=PersonaAgent(agent.persona, model), model=model)
 
     async def close(self) -> None:
         if self.reaper is not None:

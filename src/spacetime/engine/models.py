@@ -12,11 +12,18 @@ from spacetime.models.registry import build_embedder, build_model
 
 @dataclass
 class ModelPool:
+    """Builds each endpoint's model once, on first use. ``prebuilt`` models (tests, benchmarks) are used as given
+    and are not closed by ``aclose`` (their owner closes them)."""
+
     config: BookConfig
+    prebuilt: dict[str, ChatModel] = field(default_factory=dict)
+    prebuilt_embedder: Embedder | None = None
     _chat: dict[str, ChatModel] = field(default_factory=dict)
     _embedder: Embedder | None = None
 
     def chat(self, endpoint: str) -> ChatModel:
+        if endpoint in self.prebuilt:
+            return self.prebuilt[endpoint]
         if endpoint not in self._chat:
             spec = self.config.endpoints.get(endpoint)
             if spec is None:
@@ -25,6 +32,8 @@ class ModelPool:
         return self._chat[endpoint]
 
     def embedder(self) -> Embedder | None:
+        if self.prebuilt_embedder is not None:
+            return self.prebuilt_embedder
         if self.config.embedder is None:
             return None
         if self._embedder is None:

@@ -1,0 +1,15 @@
+"""Model layer: the narrow ``ChatModel``/``Embedder`` interface and its implementations.
+
+* ``base`` — the interface (``ChatModel``, ``Embedder``, ``Message``);
+* ``embedded`` — SmolLM2-135M-Instruct GGUF via llama-cpp-python (offline default);
+* ``openai_compat`` — any OpenAI-compatible server via AutoGen's ``OpenAIChatCompletionClient``;
+* ``agents`` — ``PersonaAgent``: a persona as an AutoGen ``AssistantAgent`` on a shared ``ChatModel``;
+* ``registry`` — ``EndpointSpec`` → model / embedder;
+* ``fake`` — ``ScriptedModel`` and ``HashEmbedder``, for tests only.
+
+Importing this package imports neither llama-cpp-python nor AutoGen; the submodules that need them do.
+"""
+
+from spacetime.models.base import ChatModel, Embedder, Message
+
+__all__ = ["ChatModel", "Embedder", "Message"]

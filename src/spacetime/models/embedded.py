@@ -134,12 +134,9 @@ def _load(path: Path, n_ctx: int, *, embedding: bool, n_threads: int | None, see
         if seed is not None:
             kwargs["seed"] = seed
         if embedding:
-            kwargs |= {
-                "embedding": True,
-                "pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
-                "n_batch": n_ctx,
-                "n_ubatch": n_ctx,
-            }
+            # Per-token embeddings (the model's own pooling, NONE), mean-pooled by us: the same vector as
+            # pooling_type=MEAN (cosine 1.0, same speed) without llama.cpp printing a pooling warning to stderr.
+            kwargs |= {"embedding": True, "n_batch": n_ctx, "n_ubatch": n_ctx}
         try:
             llama = llama_cpp.Llama(str(path), **kwargs)
         except (ValueError, RuntimeError, OSError) as err:
@@ -287,7 +284,8 @@ class EmbeddedModel:
 
 @dataclass(eq=False)
 class EmbeddedEmbedder:
-    """``Embedder`` on the same GGUF: a second ``Llama`` with ``embedding=True``, mean pooling, L2-normalised.
+    """``Embedder`` on the same GGUF: a second ``Llama`` with ``embedding=True``; token vectors mean-pooled and
+    L2-normalised.
 
     Each text is read up to ``max_tokens`` tokens. Calls are serialised like the chat model's (its own locks:
     it is a separate llama.cpp context).
@@ -323,12 +321,9 @@ class EmbeddedEmbedder:
         shared = await asyncio.to_thread(self._ensure)
 
         def embed_all(llama: Llama) -> list[list[float]]:
-            # One text per llama.embed call: llama.cpp cannot pool an empty sequence ("" → " "), and batching
+            # One text per llama.embed call: llama.cpp cannot embed an empty sequence ("" → " "), and batching
             # several sequences buys nothing on CPU. truncate=True keeps the first n_batch (= max_tokens) tokens.
-            return [
-                _l2_normalise([float(x) for x in llama.embed(text or " ", normalize=False, truncate=True)])  # type: ignore[union-attr]
-                for text in texts
-            ]
+            return [_mean_pool(llama.embed(text or " ", normalize=False, truncate=True)) for text in texts]
 
         try:
             vectors, _ = await shared.run(embed_all)
@@ -340,8 +335,13 @@ class EmbeddedEmbedder:
         self._shared = None
 
 
-def _l2_normalise(vector: list[float]) -> list[float]:
-    norm = math.sqrt(sum(x * x for x in vector))
+def _mean_pool(token_vectors: Any) -> list[float]:
+    """Mean over tokens, then L2 normalisation (accepts one already-pooled vector too)."""
+    import numpy as np
+
+    matrix = np.asarray(token_vectors, dtype=np.float64)
+    vector = matrix.mean(axis=0) if matrix.ndim == 2 else matrix
+    norm = float(np.linalg.norm(vector))
     if norm == 0.0 or not math.isfinite(norm):
         raise ModelError("the embedder returned a zero or non-finite vector")
-    return [x / norm for x in vector]
+    return [float(x) for x in vector / norm]

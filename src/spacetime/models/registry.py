@@ -128,7 +128,7 @@ def build_embedder(spec: EndpointSpec) -> Embedder:
 
     assert spec.model is not None
     return OpenAICompatEmbedder(
-        name=spec.name,
+        endpoint=spec.name,
         model=spec.model,
         base_url=spec.base_url,
         api_key=spec.api_key() or NO_KEY,

@@ -1,0 +1,374 @@
+"""Any OpenAI-compatible chat server (vLLM, llama.cpp ``llama-server``, ``python -m llama_cpp.server``, Ollama,
+OpenAI) behind the ``ChatModel`` interface, through AutoGen's ``OpenAIChatCompletionClient``.
+
+What this module relies on in autogen-ext 0.7.5 (``autogen_ext/models/openai/_openai_client.py``):
+
+* ``create(..., extra_create_args={...})`` accepts any key of openai's ``CompletionCreateParamsBase`` (plus
+  ``timeout``, ``stream``, ``extra_body``) and passes it to ``client.chat.completions.create`` unchanged. A
+  ``response_format`` given there as a plain dict is sent as is (only a pydantic *class* switches AutoGen to the
+  beta ``parse`` client), so every structured-output dialect below goes through ``extra_create_args`` with
+  ``json_output`` left ``None``. The ``model_info`` flags are checked only for ``json_output=True``/pydantic
+  classes, never for a raw ``response_format``; we still set them truthfully.
+* ``model_info`` is mandatory for a model name AutoGen does not know (``ValueError: model_info is required when
+  model name is not a valid OpenAI model``, microsoft/autogen#6189); ``structured_output`` missing only warns
+  (validation added in microsoft/autogen#5556). We pass all fields with ``family="unknown"``.
+* ``include_name_in_message`` defaults to ``True``: each ``UserMessage.source`` is sent as the OpenAI ``name``
+  field, which some servers reject or fold into the prompt. We turn it off.
+* The wrapped ``AsyncOpenAI`` retries twice by itself (openai's default ``max_retries=2``); we set it to 0 and
+  retry with tenacity so the attempt count, backoff and error message are ours.
+* Each call logs an ``LLMCallEvent`` (the full prompt and response) at INFO on the ``autogen_core.events``
+  logger; keep that logger above INFO unless prompts may be logged.
+* AutoGen warns "Resolved model mismatch" on every call whose response names a different model than the request
+  (``llama_cpp.server`` answers with the GGUF path); the warning is filtered here.
+* ``finish_reason`` is normalised by AutoGen to ``stop``/``length``/``function_calls``/``content_filter``/
+  ``unknown``; usage comes from the response (0 when the server sends none).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+import warnings
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+from urllib.parse import urlsplit
+
+from spacetime.domain import Completion, FinishReason
+from spacetime.errors import ConfigError, ModelError
+from spacetime.models.base import Message
+from spacetime.models.registry import NO_KEY, StructuredOutput
+
+warnings.filterwarnings("ignore", message=r"Resolved model mismatch", category=UserWarning)
+
+CHARS_PER_TOKEN = 3.0
+"""Token estimate over HTTP: one token per 3 UTF-8 bytes. Real tokenizers average ~4 characters per token on
+English prose, so this overestimates prompt size (safe for budgeting); counting bytes rather than characters keeps
+it safe for non-Latin scripts too (a CJK character is 3 bytes and usually 1–2 tokens)."""
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Retries after the first attempt on timeouts, refused/broken connections, HTTP 429 and 5xx."""
+
+    max_retries: int = 3
+    initial_s: float = 0.5
+    """First backoff window; each retry doubles it (full jitter: a uniform wait in the window)."""
+    max_s: float = 8.0
+
+    def __post_init__(self) -> None:
+        if self.max_retries < 0 or self.initial_s < 0 or self.max_s < 0:
+            raise ConfigError("retry settings must not be negative")
+
+
+def _describe_url(base_url: str | None) -> str:
+    if not base_url:
+        return "api.openai.com"
+    parts = urlsplit(base_url)
+    host = parts.hostname or base_url
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def _is_transient(err: BaseException) -> bool:
+    import openai
+
+    if isinstance(err, openai.APIConnectionError):  # includes APITimeoutError and refused connections
+        return True
+    if isinstance(err, openai.APIStatusError):
+        if err.status_code == 500 and "validation error" in str(err.message).lower():
+            # llama_cpp.server answers a request it cannot validate with HTTP 500 (its route handler wraps every
+            # exception as internal_server_error): retrying cannot help.
+            return False
+        return err.status_code == 429 or err.status_code >= 500
+    return isinstance(err, TimeoutError)
+
+
+def _reason(err: BaseException) -> str:
+    import openai
+
+    if isinstance(err, openai.APITimeoutError) or isinstance(err, TimeoutError):
+        return "timed out"
+    if isinstance(err, openai.APIConnectionError):
+        cause = err.__cause__
+        detail = f" ({type(cause).__name__})" if cause is not None else ""
+        return f"connection failed{detail}"
+    if isinstance(err, openai.APIStatusError):
+        message = ""
+        body = err.body
+        if isinstance(body, dict):
+            inner = body.get("error", body)
+            message = str(inner.get("message", "") if isinstance(inner, dict) else inner)
+        message = message or err.message
+        hint = ""
+        if "response_format" in message and "json_schema" in message:
+            hint = " (this server rejects structured_output 'json_schema'; try 'json_object_schema')"
+        message = " ".join(message.split())[:200]
+        return (f"HTTP {err.status_code}: {message}" if message else f"HTTP {err.status_code}") + hint
+    return f"{type(err).__name__}: {err}"
+
+
+class _Endpoint:
+    """Concurrency slots and retries for one endpoint."""
+
+    def __init__(self, label: str, concurrency: int, retry: RetryPolicy, secret: str | None) -> None:
+        if concurrency < 1:
+            raise ConfigError(f"{label}: concurrency must be at least 1")
+        self.label = label
+        self.concurrency = concurrency
+        self.retry = retry
+        self._secret = secret if secret and secret != NO_KEY else None
+        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def slots(self) -> asyncio.Semaphore:
+        """The semaphore of the running loop (asyncio primitives belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        slots = self._slots.get(loop)
+        if slots is None:
+            slots = self._slots[loop] = asyncio.Semaphore(self.concurrency)
+        return slots
+
+    async def call(self, attempt: Callable[[], Awaitable[_T]]) -> tuple[_T, float]:
+        """Run ``attempt`` in a slot, retrying transient failures; return its result and the service time of the
+        successful attempt. Raises ``ModelError`` (one line, never the api key) when it fails for good."""
+        from tenacity import AsyncRetrying, RetryError, retry_if_exception, stop_after_attempt
+        from tenacity.wait import wait_random_exponential
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.retry.max_retries + 1),
+            wait=wait_random_exponential(multiplier=self.retry.initial_s, max=self.retry.max_s),
+            retry=retry_if_exception(_is_transient),
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            async for trial in retrying:
+                with trial:
+                    attempts += 1
+                    async with self.slots():
+                        started = time.perf_counter()
+                        result = await attempt()
+                        return result, time.perf_counter() - started
+        except RetryError as err:  # pragma: no cover - reraise=True re-raises the last exception instead
+            raise self._error(err, attempts) from err
+        except Exception as err:
+            import openai
+
+            if isinstance(err, openai.OpenAIError | TimeoutError):
+                raise self._error(err, attempts) from err
+            raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _error(self, err: BaseException, attempts: int) -> ModelError:
+        tries = f" after {attempts} attempts" if attempts > 1 else ""
+        line = f"{self.label}: {_reason(err)}{tries}"
+        if self._secret:
+            line = line.replace(self._secret, "***")
+        return ModelError(line)
+
+
+_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
+
+_NAME_RE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def response_format_for(mode: StructuredOutput, schema: dict[str, Any], *, strict: bool = True) -> dict[str, Any] | None:
+    """The ``response_format`` body field asking ``mode``'s dialect for JSON matching ``schema`` (``None`` for
+    ``"none"``)."""
+    if mode == "json_schema":
+        name = _NAME_RE.sub("_", str(schema.get("title") or "response"))[:64] or "response"
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": strict}}
+    if mode == "json_object_schema":
+        return {"type": "json_object", "schema": schema}
+    if mode == "json_object":
+        return {"type": "json_object"}
+    return None
+
+
+class OpenAICompatModel:
+    """``ChatModel`` for one OpenAI-compatible endpoint, built on AutoGen's ``OpenAIChatCompletionClient``.
+
+    ``concurrency`` bounds requests in flight (``llama_cpp.server`` serves one at a time: use 1; vLLM many);
+    ``latency_s`` is measured inside the slot. ``structured_output`` picks how ``json_schema`` is requested (see
+    ``registry.StructuredOutput``); ``strict_schema`` is sent with ``json_schema`` mode (OpenAI then requires
+    ``additionalProperties: false`` and every property in ``required``). ``max_tokens_param`` is
+    ``"max_completion_tokens"`` for OpenAI reasoning models, which reject ``max_tokens``.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        context_window: int = 8192,
+        concurrency: int = 4,
+        structured_output: StructuredOutput = "json_schema",
+        timeout_s: float = 300.0,
+        max_retries: int = 3,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 8.0,
+        strict_schema: bool = True,
+        max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+    ) -> None:
+        from autogen_core.models import ModelFamily, ModelInfo
+        from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+        self.name = name
+        self.model = model
+        self.base_url = base_url
+        self.context_window = context_window
+        self.structured_output: StructuredOutput = structured_output
+        self.strict_schema = strict_schema
+        self.max_tokens_param = max_tokens_param
+        self._endpoint = _Endpoint(
+            f"model endpoint {name!r} ({_describe_url(base_url)})",
+            concurrency,
+            RetryPolicy(max_retries, retry_initial_s, retry_max_s),
+            api_key,
+        )
+        info = ModelInfo(
+            vision=False,
+            function_calling=False,
+            json_output=structured_output != "none",
+            structured_output=structured_output in ("json_schema", "json_object_schema"),
+            family=ModelFamily.UNKNOWN,
+            multiple_system_messages=True,
+        )
+        config: dict[str, Any] = {
+            "model": model,
+            "api_key": api_key or NO_KEY,
+            "model_info": info,
+            "timeout": timeout_s,
+            "max_retries": 0,
+            "include_name_in_message": False,
+        }
+        if base_url:
+            config["base_url"] = base_url
+        self._client = OpenAIChatCompletionClient(**config)
+
+    @property
+    def concurrency(self) -> int:
+        return self._endpoint.concurrency
+
+    async def complete(
+        self,
+        messages: Sequence[Message],
+        *,
+        max_tokens: int,
+        json_schema: dict[str, Any] | None = None,
+        temperature: float = 0.8,
+        seed: int | None = None,
+    ) -> Completion:
+        from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
+
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1")
+        history: list[LLMMessage] = []
+        for m in messages:
+            if m.role == "system":
+                history.append(SystemMessage(content=m.content))
+            elif m.role == "user":
+                history.append(UserMessage(content=m.content, source="user"))
+            else:
+                history.append(AssistantMessage(content=m.content, source="assistant"))
+        args: dict[str, Any] = {self.max_tokens_param: max_tokens, "temperature": temperature}
+        if seed is not None:
+            args["seed"] = seed
+        if json_schema is not None:
+            response_format = response_format_for(self.structured_output, json_schema, strict=self.strict_schema)
+            if response_format is not None:
+                args["response_format"] = response_format
+
+        result, latency = await self._endpoint.call(lambda: self._client.create(history, extra_create_args=args))
+        content = result.content if isinstance(result.content, str) else ""
+        usage = result.usage
+        return Completion(
+            text=content,
+            finish_reason=_FINISH.get(result.finish_reason, FinishReason.OTHER),
+            prompt_tokens=int(usage.prompt_tokens or 0),
+            completion_tokens=int(usage.completion_tokens or 0),
+            latency_s=latency,
+        )
+
+    def count_tokens(self, text: str) -> int:
+        """Estimate: ``ceil(utf8_bytes / 3)`` (see :data:`CHARS_PER_TOKEN`), an overestimate for real tokenizers."""
+        return math.ceil(len(text.encode("utf-8")) / CHARS_PER_TOKEN)
+
+    def truncate_to_tokens(self, text: str, max_tokens: int) -> str:
+        if max_tokens <= 0:
+            return ""
+        budget = int(max_tokens * CHARS_PER_TOKEN)
+        raw = text.encode("utf-8")
+        if len(raw) <= budget:
+            return text
+        return raw[:budget].decode("utf-8", errors="ignore")
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+class OpenAICompatEmbedder:
+    """``Embedder`` on an OpenAI-compatible ``/embeddings`` endpoint (openai's ``AsyncOpenAI``), L2-normalised.
+
+    ``name`` (the vector space) is the model id; ``endpoint`` names the endpoint in errors.
+    """
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        concurrency: int = 4,
+        timeout_s: float = 120.0,
+        max_retries: int = 3,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 8.0,
+        batch_size: int = 64,
+        name: str | None = None,
+    ) -> None:
+        from openai import AsyncOpenAI
+
+        self.name = name or model
+        self.model = model
+        self.batch_size = max(1, batch_size)
+        self._endpoint = _Endpoint(
+            f"embedding endpoint {endpoint!r} ({_describe_url(base_url)})",
+            concurrency,
+            RetryPolicy(max_retries, retry_initial_s, retry_max_s),
+            api_key,
+        )
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        vectors: list[list[float]] = []
+        for start in range(0, len(texts), self.batch_size):
+            batch = [t or " " for t in texts[start : start + self.batch_size]]
+            response, _ = await self._endpoint.call(
+                lambda batch=batch: self._client.embeddings.create(model=self.model, input=batch)  # type: ignore[misc]
+            )
+            rows = sorted(response.data, key=lambda row: row.index)
+            if len(rows) != len(batch):
+                raise ModelError(f"{self._endpoint.label}: sent {len(batch)} texts, got {len(rows)} vectors")
+            for row in rows:
+                vectors.append(_l2_normalise([float(x) for x in row.embedding], self._endpoint.label))
+        return vectors
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+def _l2_normalise(vector: list[float], label: str) -> list[float]:
+    norm = math.sqrt(sum(x * x for x in vector))
+    if norm == 0.0 or not math.isfinite(norm):
+        raise ModelError(f"{label}: returned a zero or non-finite vector")
+    return [x / norm for x in vector]

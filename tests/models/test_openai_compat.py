@@ -1,0 +1,309 @@
+"""OpenAI-compatible endpoints: the wire format we send, concurrency, retries and failures (fast, against a loopback
+stub) and a real ``llama_cpp.server`` on the packaged GGUF (slow)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from typing import Any
+
+import pytest
+
+from spacetime.domain import FinishReason
+from spacetime.errors import ModelError
+from spacetime.models.base import ChatModel, Embedder, Message
+from spacetime.models.openai_compat import OpenAICompatEmbedder, OpenAICompatModel, response_format_for
+
+
+PROMPT = [Message("system", "You are a critic."), Message("user", "Say something.")]
+BALLOT_SCHEMA = {
+    "title": "ballot",
+    "type": "object",
+    "properties": {
+        "A_1": {
+            "type": "object",
+            "properties": {
+                "score": {"type": "integer", "enum": list(range(1, 11))},
+                "rationale": {"type": "string", "maxLength": 60},
+            },
+            "required": ["score", "rationale"],
+            "additionalProperties": False,
+        }
+    },
+    "required": ["A_1"],
+    "additionalProperties": False,
+}
+
+
+def model_for(base_url: str, **kwargs) -> OpenAICompatModel:
+    kwargs.setdefault("retry_initial_s", 0.01)
+    kwargs.setdefault("retry_max_s", 0.05)
+    return OpenAICompatModel(name=kwargs.pop("name", "stub"), model="stub-model", base_url=base_url, **kwargs)
+
+
+async def test_plain_call_wire_format_and_result(stub, chat_response) -> None:
+    server = await stub(lambda req: (200, chat_response("Hello.", "stop", 12, 2)))
+    model = model_for(server.base_url)
+    assert isinstance(model, ChatModel)
+    try:
+        completion = await model.complete(PROMPT, max_tokens=50, temperature=0.5, seed=42)
+    finally:
+        await model.aclose()
+    assert completion.text == "Hello." and completion.finish_reason is FinishReason.STOP
+    assert (completion.prompt_tokens, completion.completion_tokens) == (12, 2)
+    assert completion.latency_s > 0
+    (request,) = server.requests
+    assert request.path == "/v1/chat/completions"
+    body = request.body
+    assert body["model"] == "stub-model" and body["max_tokens"] == 50
+    assert body["temperature"] == 0.5 and body["seed"] == 42
+    assert "response_format" not in body
+    assert body["messages"] == [
+        {"role": "system", "content": "You are a critic."},
+        {"role": "user", "content": "Say something."},  # no "name" field (include_name_in_message=False)
+    ]
+    assert request.headers["authorization"] == "Bearer sk-no-key-required"
+
+
+async def test_length_and_unknown_finish_reasons(stub, chat_response) -> None:
+    reasons = iter(["length", "content_filter"])
+    server = await stub(lambda req: (200, chat_response("cut", next(reasons))))
+    model = model_for(server.base_url)
+    try:
+        assert (await model.complete(PROMPT, max_tokens=5)).finish_reason is FinishReason.LENGTH
+        assert (await model.complete(PROMPT, max_tokens=5)).finish_reason is FinishReason.OTHER
+    finally:
+        await model.aclose()
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("json_schema", {"type": "json_schema", "json_schema": {"name": "ballot", "schema": BALLOT_SCHEMA, "strict": True}}),
+        ("json_object_schema", {"type": "json_object", "schema": BALLOT_SCHEMA}),
+        ("json_object", {"type": "json_object"}),
+        ("none", None),
+    ],
+)
+async def test_structured_output_dialects_on_the_wire(stub, chat_response, mode, expected) -> None:
+    server = await stub(lambda req: (200, chat_response('{"A_1": {"score": 5, "rationale": "ok"}}')))
+    model = model_for(server.base_url, structured_output=mode)
+    try:
+        await model.complete(PROMPT, max_tokens=50, json_schema=BALLOT_SCHEMA)
+        await model.complete(PROMPT, max_tokens=50)  # no schema: never a response_format
+    finally:
+        await model.aclose()
+    assert server.requests[0].body.get("response_format") == expected
+    assert "response_format" not in server.requests[1].body
+    assert response_format_for(mode, BALLOT_SCHEMA) == expected  # type: ignore[arg-type]
+
+
+async def test_concurrency_limit_is_respected(stub, chat_response) -> None:
+    async def slow(req: Any):
+        await asyncio.sleep(0.05)
+        return 200, chat_response("ok")
+
+    server = await stub(slow)
+    model = model_for(server.base_url, concurrency=2)
+    try:
+        started = time.perf_counter()
+        results = await asyncio.gather(*(model.complete(PROMPT, max_tokens=5) for _ in range(6)))
+        wall = time.perf_counter() - started
+    finally:
+        await model.aclose()
+    assert server.max_in_flight == 2 and len(server.requests) == 6
+    assert wall >= 0.14  # three waves of 50 ms
+    # latency is service time (inside the slot), not time spent queueing for one
+    assert all(0.04 < r.latency_s < 0.12 for r in results)
+
+
+async def test_transient_errors_are_retried(stub, chat_response) -> None:
+    statuses = iter([503, 500, 200])
+
+    def flaky(req: Any):
+        status = next(statuses)
+        return (status, chat_response("finally")) if status == 200 else (status, {"error": {"message": "busy"}})
+
+    server = await stub(flaky)
+    model = model_for(server.base_url, max_retries=3)
+    try:
+        assert (await model.complete(PROMPT, max_tokens=5)).text == "finally"
+    finally:
+        await model.aclose()
+    assert len(server.requests) == 3
+
+
+async def test_retries_exhausted_gives_one_line_model_error(stub, chat_response) -> None:
+    server = await stub(lambda req: (502, {"error": {"message": "bad gateway\nupstream"}}))
+    model = model_for(server.base_url, name="vllm-a", max_retries=2, api_key="sk-secret-123")
+    try:
+        with pytest.raises(ModelError) as caught:
+            await model.complete(PROMPT, max_tokens=5)
+    finally:
+        await model.aclose()
+    message = str(caught.value)
+    assert len(server.requests) == 3
+    assert message.startswith("model endpoint 'vllm-a' (127.0.0.1:")
+    assert "HTTP 502: bad gateway upstream after 3 attempts" in message
+    assert "\n" not in message and "sk-secret-123" not in message
+
+
+async def test_client_errors_are_not_retried(stub, chat_response) -> None:
+    server = await stub(lambda req: (400, {"error": {"message": "max_tokens too large"}}))
+    model = model_for(server.base_url, max_retries=3)
+    try:
+        with pytest.raises(ModelError, match="HTTP 400: max_tokens too large$"):
+            await model.complete(PROMPT, max_tokens=5)
+    finally:
+        await model.aclose()
+    assert len(server.requests) == 1
+
+
+async def test_llama_cpp_server_validation_500_is_not_retried_and_hints(stub, chat_response) -> None:
+    # llama_cpp.server reports request validation errors as HTTP 500 (see openai_compat._is_transient)
+    detail = "1 validation error: {'loc': ('body', 'response_format', 'type'), 'input': 'json_schema'}"
+    server = await stub(lambda req: (500, {"error": {"message": detail, "type": "internal_server_error"}}))
+    model = model_for(server.base_url, max_retries=3)
+    try:
+        with pytest.raises(ModelError, match="try 'json_object_schema'"):
+            await model.complete(PROMPT, max_tokens=5, json_schema=BALLOT_SCHEMA)
+    finally:
+        await model.aclose()
+    assert len(server.requests) == 1
+
+
+async def test_refused_connection_fails_fast_after_retries(unused_port: int) -> None:
+    model = model_for(f"http://127.0.0.1:{unused_port}/v1", name="nowhere", max_retries=2, api_key="sk-top-secret")
+    started = time.perf_counter()
+    try:
+        with pytest.raises(ModelError) as caught:
+            await model.complete(PROMPT, max_tokens=5)
+    finally:
+        await model.aclose()
+    assert time.perf_counter() - started < 5
+    message = str(caught.value)
+    assert message.startswith("model endpoint 'nowhere' (127.0.0.1:") and "connection failed" in message
+    assert "after 3 attempts" in message and "sk-top-secret" not in message
+
+
+async def test_timeouts_are_retried_then_fail(stub, chat_response) -> None:
+    async def hang(req: Any):
+        await asyncio.sleep(2)
+        return 200, chat_response("late")
+
+    server = await stub(hang)
+    model = model_for(server.base_url, timeout_s=0.2, max_retries=1)
+    try:
+        with pytest.raises(ModelError, match="timed out after 2 attempts"):
+            await model.complete(PROMPT, max_tokens=5)
+    finally:
+        await model.aclose()
+    assert len(server.requests) == 2
+
+
+def test_token_estimate_is_conservative_and_truncation_is_a_prefix() -> None:
+    model = OpenAICompatModel(name="x", model="m", base_url="http://127.0.0.1:9/v1")
+    assert model.count_tokens("") == 0
+    assert model.count_tokens("abcdef") == 2 and model.count_tokens("abcdefg") == 3
+    assert model.count_tokens("日本語") == 3  # 9 UTF-8 bytes
+    text = "héllo wörld " * 50
+    cut = model.truncate_to_tokens(text, 10)
+    assert text.startswith(cut) and model.count_tokens(cut) <= 10 and len(cut) > 20
+    assert model.truncate_to_tokens("short", 10) == "short"
+    assert model.truncate_to_tokens("short", 0) == ""
+
+
+async def test_embedder_batches_orders_and_normalises(stub, chat_response) -> None:
+    def embeddings(req: Any):
+        inputs = req.body["input"]
+        data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0]} for i, t in enumerate(inputs)]
+        data.reverse()  # servers may answer out of order: we sort by index
+        return 200, {"object": "list", "data": data, "model": req.body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+
+    server = await stub(embeddings)
+    embedder = OpenAICompatEmbedder(endpoint="emb", model="nomic-embed", base_url=server.base_url, batch_size=2)
+    assert isinstance(embedder, Embedder) and embedder.name == "nomic-embed"
+    try:
+        vectors = await embedder.embed(["abc", "", "a"])
+        assert await embedder.embed([]) == []
+    finally:
+        await embedder.aclose()
+    assert len(server.requests) == 2 and server.requests[0].path == "/v1/embeddings"
+    assert server.requests[0].body["input"] == ["abc", " "]
+    assert [round(v[0] / v[1], 6) for v in vectors] == [3.0, 1.0, 1.0]
+    assert all(math.isclose(sum(x * x for x in v), 1.0) for v in vectors)
+
+
+# ---------------------------------------------------------------- real llama_cpp.server on the packaged GGUF
+
+
+def real_model(base_url: str, **kwargs) -> OpenAICompatModel:
+    return OpenAICompatModel(
+        name="llama-cpp-server",
+        model="smollm2",
+        base_url=base_url,
+        concurrency=1,  # llama_cpp.server serves one request at a time
+        structured_output="json_object_schema",
+        timeout_s=120,
+        **kwargs,
+    )
+
+
+@pytest.mark.slow
+async def test_real_server_draft_capped_by_length(llama_server: str) -> None:
+    model = real_model(llama_server)
+    try:
+        completion = await model.complete(
+            [Message("system", "You are a novelist."), Message("user", "Write a long chapter about the sea.")],
+            max_tokens=32,
+            seed=1,
+        )
+    finally:
+        await model.aclose()
+    assert completion.finish_reason is FinishReason.LENGTH
+    assert completion.completion_tokens == 32 and completion.prompt_tokens > 5
+    assert completion.text.strip()
+
+
+@pytest.mark.slow
+async def test_real_server_structured_ballot(llama_server: str) -> None:
+    model = real_model(llama_server)
+    try:
+        completion = await model.complete(
+            [Message("user", "Score draft A_1 from 1 to 10 and explain briefly. Answer in JSON.")],
+            max_tokens=200,
+            json_schema=BALLOT_SCHEMA,
+            temperature=0.2,
+            seed=3,
+        )
+    finally:
+        await model.aclose()
+    assert completion.finish_reason is FinishReason.STOP
+    ballot = json.loads(completion.text)
+    assert set(ballot) == {"A_1"} and 1 <= ballot["A_1"]["score"] <= 10
+    assert isinstance(ballot["A_1"]["rationale"], str)
+
+
+@pytest.mark.slow
+async def test_real_server_rejects_json_schema_dialect(llama_server: str) -> None:
+    model = real_model(llama_server)
+    model.structured_output = "json_schema"
+    try:
+        with pytest.raises(ModelError, match="json_object_schema"):
+            await model.complete([Message("user", "JSON please")], max_tokens=20, json_schema=BALLOT_SCHEMA)
+    finally:
+        await model.aclose()
+
+
+@pytest.mark.slow
+async def test_real_server_concurrent_calls_all_succeed(llama_server: str) -> None:
+    model = real_model(llama_server)
+    try:
+        results = await asyncio.gather(
+            *(model.complete([Message("user", f"Say a word about {w}.")], max_tokens=8, seed=i) for i, w in enumerate(["sun", "moon", "sea"]))
+        )
+    finally:
+        await model.aclose()
+    assert all(r.completion_tokens > 0 for r in results)
