@@ -133,7 +133,11 @@ def test_agent_names_are_identifiers(persona_name: str, expected: str) -> None:
 async def test_adapter_outside_persona_agent_uses_defaults_and_counts_usage() -> None:
     model = ScriptedModel(echo_settings, cycle=True)
     adapter = AgentModelAdapter(model)
-    messages = [SystemMessage(content="s"), UserMessage(content="u", source="user"), AssistantMessage(content="a", source="x")]
+    messages = [
+        SystemMessage(content="s"),
+        UserMessage(content="u", source="user"),
+        AssistantMessage(content="a", source="x"),
+    ]
     result = await adapter.create(messages)
     assert result.content == "u|512|None|0.8|False" and result.finish_reason == "stop"
     assert adapter.total_usage().prompt_tokens == 3

@@ -138,9 +138,7 @@ async def test_count_and_truncate_are_exact() -> None:
 async def test_agents_share_one_llama_and_calls_are_serialised() -> None:
     models = [EmbeddedModel(name=f"agent-{i}") for i in range(4)]
     started = time.perf_counter()
-    results = await asyncio.gather(
-        *(m.complete(NOVELIST, max_tokens=16, seed=i) for i, m in enumerate(models))
-    )
+    results = await asyncio.gather(*(m.complete(NOVELIST, max_tokens=16, seed=i) for i, m in enumerate(models)))
     wall = time.perf_counter() - started
     assert all(r.completion_tokens == 16 for r in results)
     assert len({id(m._shared) for m in models}) == 1

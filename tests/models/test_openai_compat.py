@@ -16,7 +16,6 @@ from spacetime.errors import ModelError
 from spacetime.models.base import ChatModel, Embedder, Message
 from spacetime.models.openai_compat import OpenAICompatEmbedder, OpenAICompatModel, response_format_for
 
-
 PROMPT = [Message("system", "You are a critic."), Message("user", "Say something.")]
 BALLOT_SCHEMA = {
     "title": "ballot",
@@ -81,7 +80,10 @@ async def test_length_and_unknown_finish_reasons(stub, chat_response) -> None:
 @pytest.mark.parametrize(
     ("mode", "expected"),
     [
-        ("json_schema", {"type": "json_schema", "json_schema": {"name": "ballot", "schema": BALLOT_SCHEMA, "strict": True}}),
+        (
+            "json_schema",
+            {"type": "json_schema", "json_schema": {"name": "ballot", "schema": BALLOT_SCHEMA, "strict": True}},
+        ),
         ("json_object_schema", {"type": "json_object", "schema": BALLOT_SCHEMA}),
         ("json_object", {"type": "json_object"}),
         ("none", None),
@@ -218,9 +220,16 @@ def test_token_estimate_is_conservative_and_truncation_is_a_prefix() -> None:
 async def test_embedder_batches_orders_and_normalises(stub, chat_response) -> None:
     def embeddings(req: Any):
         inputs = req.body["input"]
-        data = [{"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0]} for i, t in enumerate(inputs)]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [float(len(t)), 1.0, 0.0]} for i, t in enumerate(inputs)
+        ]
         data.reverse()  # servers may answer out of order: we sort by index
-        return 200, {"object": "list", "data": data, "model": req.body["model"], "usage": {"prompt_tokens": 1, "total_tokens": 1}}
+        return 200, {
+            "object": "list",
+            "data": data,
+            "model": req.body["model"],
+            "usage": {"prompt_tokens": 1, "total_tokens": 1},
+        }
 
     server = await stub(embeddings)
     embedder = OpenAICompatEmbedder(endpoint="emb", model="nomic-embed", base_url=server.base_url, batch_size=2)
@@ -302,7 +311,10 @@ async def test_real_server_concurrent_calls_all_succeed(llama_server: str) -> No
     model = real_model(llama_server)
     try:
         results = await asyncio.gather(
-            *(model.complete([Message("user", f"Say a word about {w}.")], max_tokens=8, seed=i) for i, w in enumerate(["sun", "moon", "sea"]))
+            *(
+                model.complete([Message("user", f"Say a word about {w}.")], max_tokens=8, seed=i)
+                for i, w in enumerate(["sun", "moon", "sea"])
+            )
         )
     finally:
         await model.aclose()

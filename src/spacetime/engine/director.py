@@ -90,7 +90,8 @@ class Director:
         from spacetime.models.agents import PersonaAgent
 
         model = self.models.chat(agent.model or self.config.endpoint_for(agent.name))
-        return Seat(agent=agent, runner=PersonaAgent(agent.persona, model), model=model)
+        runner = PersonaAgent(agent.persona, model, system_message=render("system.j2").strip())
+        return Seat(agent=agent, runner=runner, model=model)
 
     async def close(self) -> None:
         if self.reaper is not None:

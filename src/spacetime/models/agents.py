@@ -237,7 +237,11 @@ class PersonaAgent:
     return its ``Completion``; a failing backend raises ``ModelError``. Calls on one agent run one at a time.
     """
 
-    def __init__(self, persona: Persona, model: ChatModel, *, name: str | None = None) -> None:
+    def __init__(
+        self, persona: Persona, model: ChatModel, *, name: str | None = None, system_message: str | None = None
+    ) -> None:
+        """``system_message`` defaults to the persona's system prompt; the engine passes one shared by all agents
+        (and puts the persona in the prompt) so servers with prefix caching can reuse the common prefix."""
         self.persona = persona
         self.model = model
         self.name = name or agent_name_for(persona.name)
@@ -245,7 +249,7 @@ class PersonaAgent:
         self._agent: AssistantAgent | None = AssistantAgent(
             name=self.name,
             model_client=self._adapter,
-            system_message=persona.system_prompt,
+            system_message=system_message if system_message is not None else persona.system_prompt,
             description=f"{persona.name} ({persona.discipline})",
         )
         self._lock = asyncio.Lock()

@@ -198,9 +198,7 @@ class EmbeddedModel:
         if self._closed:
             raise ModelError(f"model endpoint {self.name!r}: closed")
         if self._shared is None:
-            self._shared = _load(
-                self.path, self.n_ctx, embedding=False, n_threads=self.n_threads, seed=self.seed
-            )
+            self._shared = _load(self.path, self.n_ctx, embedding=False, n_threads=self.n_threads, seed=self.seed)
         return self._shared
 
     async def load(self) -> None:

@@ -119,9 +119,7 @@ class ScriptedModel:
         if isinstance(reply, BaseException):
             raise reply
         if isinstance(reply, Completion):
-            return Completion(
-                reply.text, reply.finish_reason, reply.prompt_tokens, reply.completion_tokens, latency
-            )
+            return Completion(reply.text, reply.finish_reason, reply.prompt_tokens, reply.completion_tokens, latency)
         text = str(reply)
         finish = FinishReason.STOP
         if self.count_tokens(text) > call.max_tokens:

@@ -178,7 +178,9 @@ _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
 _NAME_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
-def response_format_for(mode: StructuredOutput, schema: dict[str, Any], *, strict: bool = True) -> dict[str, Any] | None:
+def response_format_for(
+    mode: StructuredOutput, schema: dict[str, Any], *, strict: bool = True
+) -> dict[str, Any] | None:
     """The ``response_format`` body field asking ``mode``'s dialect for JSON matching ``schema`` (``None`` for
     ``"none"``)."""
     if mode == "json_schema":

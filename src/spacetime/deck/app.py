@@ -1,0 +1,415 @@
+"""The Epistemic Deck: the live, read-only Streamlit dashboard of Space Time (``spacetime deck`` runs it).
+
+Sections (tabs, only the open one is computed): voting matrix, chopping block, ratings, epoch, the book, lineage.
+Live: a fragment in the sidebar polls a cheap fingerprint of the book every 2 s (``DeckReader.version``) and
+reruns the page when it changes; every cached query has a ttl and a size bound.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import streamlit as st
+
+from spacetime.deck import data, figures
+from spacetime.errors import SpacetimeError
+from spacetime.store.deck_queries import DeckReader, Version
+
+POLL_EVERY = "2s"
+SECTIONS = ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage"]
+CHAPTERS_PER_PAGE = 5
+PLOT_CONFIG = {"displaylogo": False, "scrollZoom": False}
+
+
+@dataclass(frozen=True)
+class View:
+    url: str
+    reader: DeckReader
+    book: dict[str, Any]
+    version: Version
+    epoch_no: int | None
+
+    @property
+    def book_id(self) -> UUID:
+        return self.book["book_id"]
+
+    @property
+    def key(self) -> data.VersionKey:
+        return data.key_of(self.version)
+
+
+# ---------------------------------------------------------------------------------------------- live
+@st.fragment(run_every=POLL_EVERY)
+def live(url: str, book_id: UUID | None, shown: Version | None) -> None:
+    """Poll the fingerprint; rerun the whole page when the book moved (or the database came back)."""
+    try:
+        now = data.reader(url).version(book_id)
+    except SpacetimeError as exc:
+        st.caption(f"⚠ {exc}")
+        return
+    if now != shown:
+        st.rerun(scope="app")
+    when = datetime.now().strftime("%H:%M:%S")
+    st.caption(f"🟢 live · epoch {now.latest_epoch} · checked {when}", help="The page refreshes by itself "
+               f"within {POLL_EVERY} of a new epoch or a new agent.")
+
+
+# ---------------------------------------------------------------------------------------------- navigation
+def _unfollow() -> None:
+    st.session_state["follow"] = False
+
+
+def open_epoch(epoch_no: int) -> None:
+    """Jump to one epoch (from a chapter or a search hit)."""
+    st.session_state["follow"] = False
+    st.session_state["epoch"] = epoch_no
+    st.session_state["section"] = "Epoch"
+
+
+def choose_epoch(latest: int) -> int | None:
+    state = st.session_state
+    if latest < 1:
+        return None
+    state.setdefault("follow", True)
+    if state["follow"] or not isinstance(state.get("epoch"), int) or not 1 <= state["epoch"] <= latest:
+        state["epoch"] = latest
+    st.toggle("Follow the latest epoch", key="follow", help="Show each new epoch as soon as it is committed.")
+    if latest > 1:
+        st.slider("Epoch", 1, latest, key="epoch", on_change=_unfollow)
+    else:
+        st.caption("Epoch 1")
+    return int(state["epoch"])
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def section_votes(v: View) -> None:
+    if v.epoch_no is None:
+        st.info("No epoch has been played in this book yet.")
+        return
+    ep = data.epoch(v.url, v.book_id, v.epoch_no)
+    votes = data.votes(v.url, v.book_id, v.epoch_no)
+    drafts = data.drafts(v.url, v.book_id, v.epoch_no)
+    if ep is None:
+        st.warning(f"Epoch {v.epoch_no} is not in this book.")
+        return
+    st.subheader(f"Epoch {v.epoch_no}: who scored whom")
+    st.caption(
+        f"Rows are voters, columns the drafts they judged blind — each column shows the author and the alias the "
+        f"draft wore (revealed after the collapse). Red dotted columns carry penalties (✂ truncated, ⏱ late). "
+        f"Hover a cell for the rationale. Chapter {ep['chapter_position']}: **{ep['chapter_title']}** by "
+        f"**{ep['winner']}**; eliminated: **{ep['loser']}**."
+    )
+    if not votes:
+        st.info("No votes were recorded in this epoch (every ballot abstained).")
+    else:
+        st.plotly_chart(figures.matrix_figure(votes, drafts), key="matrix", config=PLOT_CONFIG)
+    left, right = st.columns([3, 2])
+    with left:
+        st.markdown("**Who voted for whom**")
+        st.plotly_chart(figures.vote_graph_figure(votes, drafts), key="vote_graph", config=PLOT_CONFIG)
+    with right:
+        st.markdown("**Aliases revealed**")
+        st.dataframe(
+            [
+                {
+                    "alias": d["alias"],
+                    "author": d["author"],
+                    "mean insight": d["mean_insight"],
+                    "penalties": figures.draft_marks(d) or "",
+                    "total": d["score"],
+                    "votes": d["votes_received"],
+                    "outcome": "chapter" if d["winner"] else "eliminated" if d["loser"] else "",
+                }
+                for d in drafts
+            ],
+            hide_index=True,
+            column_config={"mean insight": st.column_config.NumberColumn(format="%.2f"),
+                           "total": st.column_config.NumberColumn(format="%.2f")},
+        )
+        ballots = data.ballots(v.url, v.book_id, v.epoch_no)
+        odd = [b for b in ballots if b["status"] != "ok"]
+        if odd:
+            with st.expander(f"{len(odd)} ballot(s) needed repair or abstained"):
+                for b in odd:
+                    st.markdown(f"- **{b['voter']}**: {b['status']} — " + ("; ".join(b["problems"]) or "no detail"))
+
+
+def section_chopping(v: View) -> None:
+    roster = data.roster(v.url, v.book_id, v.key)
+    if not roster:
+        st.info("Nobody is alive in this book.")
+        return
+    rows = figures.standings(roster)
+    lowest = rows[-1]
+    falling = [s.name for s in rows if s.risk == "can fall"]
+    st.subheader("The chopping block")
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Next out if nothing changes", lowest.name, f"{lowest.rating:.0f}", delta_color="off")
+    c2.metric("Also at risk next epoch", len(falling), ", ".join(falling) or "nobody", delta_color="off")
+    c3.metric("Safest margin", rows[0].name, f"+{rows[0].gap:.0f} over the line", delta_color="off")
+    st.caption(
+        f"The lowest-rated living agent after an epoch is eliminated (the epoch's winner is spared). One epoch "
+        f"moves a rating by at most K = {figures.DANGER_BAND / 2:.0f}, so an agent more than "
+        f"{figures.DANGER_BAND:.0f} points above every other agent is safe next epoch."
+    )
+    st.plotly_chart(figures.chopping_figure(rows), key="chopping", config=PLOT_CONFIG)
+    extra = {r["name"]: r for r in roster}
+    st.dataframe(
+        [
+            {
+                "rank": k + 1,
+                "agent": s.name,
+                "discipline": extra[s.name]["discipline"],
+                "rating": round(s.rating, 1),
+                "gap to elimination": round(s.gap, 1),
+                "next epoch": s.risk,
+                "last change": None if extra[s.name]["last_change"] is None else round(extra[s.name]["last_change"], 1),
+                "epochs played": extra[s.name]["epochs_played"],
+            }
+            for k, s in enumerate(rows)
+        ],
+        hide_index=True,
+    )
+    dead = data.recent_deaths(v.url, v.book_id, v.key)
+    if dead:
+        st.markdown("**Recently eliminated**")
+        st.dataframe(
+            [{"agent": d["name"], "epoch": d["died_epoch"], "final rating": round(d["rating"], 1),
+              "cause": d["cause_of_death"], "replaced by": d["replaced_by"]} for d in dead],
+            hide_index=True,
+        )
+
+
+def section_ratings(v: View) -> None:
+    traj = data.trajectories(v.url, v.book_id, v.key)
+    everyone = data.agents(v.url, v.book_id, v.key)
+    st.subheader("Ratings over time")
+    if not traj:
+        st.info("No ratings yet: they appear after the first epoch.")
+        return
+    alive = sum(1 for a in everyone if a["status"] == "alive")
+    st.caption(
+        f"Elo of all {len(everyone)} agents ({alive} living in colour, {len(everyone) - alive} eliminated in grey); "
+        "● an agent entering, ✕ an elimination."
+    )
+    st.plotly_chart(figures.ratings_figure(traj, everyone), key="ratings", config=PLOT_CONFIG)
+
+
+def section_epoch(v: View) -> None:
+    if v.epoch_no is None:
+        st.info("No epoch has been played in this book yet.")
+        return
+    ep = data.epoch(v.url, v.book_id, v.epoch_no)
+    drafts = data.drafts(v.url, v.book_id, v.epoch_no)
+    if ep is None:
+        st.warning(f"Epoch {v.epoch_no} is not in this book.")
+        return
+    st.subheader(f"Epoch {v.epoch_no}: the drafts")
+    took = (ep["end_time"] - ep["start_time"]).total_seconds() if ep["end_time"] and ep["start_time"] else None
+    c = st.columns(5)
+    c[0].metric("Drafts", len(drafts))
+    c[1].metric("Chapter by", ep["winner"] or "—")
+    c[2].metric("Eliminated", ep["loser"] or "—")
+    c[3].metric("Truncated", sum(1 for d in drafts if d["truncated"]))
+    c[4].metric("Epoch time", f"{took:.0f} s" if took is not None else "—")
+    forfeits = data.forfeits(v.url, v.book_id, v.epoch_no)
+    if forfeits:
+        st.warning("Forfeits: " + "; ".join(f"{f['agent']} ({f['reason']})" for f in forfeits))
+    if drafts:
+        a, b = st.columns(2)
+        a.plotly_chart(figures.epoch_scores_figure(drafts), key="epoch_scores", config=PLOT_CONFIG)
+        b.plotly_chart(figures.epoch_latency_figure(drafts), key="epoch_latency", config=PLOT_CONFIG)
+    per_row = 3
+    for start in range(0, len(drafts), per_row):
+        cols = st.columns(per_row)
+        for col, d in zip(cols, drafts[start : start + per_row]):
+            with col.container(border=True):
+                if d["winner"]:
+                    st.markdown(f"#### 👑 {d['author']}")
+                    st.badge("canon: this draft became the chapter", color="yellow")
+                else:
+                    st.markdown(f"#### {d['author']}")
+                    if d["loser"]:
+                        st.badge("eliminated this epoch", color="red")
+                st.caption(f"alias `{d['alias']}`")
+                score = "—" if d["score"] is None else f"{d['score']:.2f}"
+                mean = "—" if d["mean_insight"] is None else f"{d['mean_insight']:.2f}"
+                st.markdown(
+                    f"**total {score}** · insight {mean} from {d['votes_received']} vote(s)  \n"
+                    f"{d['completion_tokens']} tokens (prompt {d['prompt_tokens']}) · {d['latency_s']:.2f} s · "
+                    f"finish `{d['finish_reason']}`"
+                )
+                marks = figures.draft_marks(d)
+                if d["truncated"]:
+                    st.badge(f"truncated {marks}", color="red")
+                elif marks:
+                    st.badge(marks, color="orange")
+                with st.container(height=260):
+                    st.markdown(d["text"])
+
+
+def section_book(v: View) -> None:
+    index = data.chapter_index(v.url, v.book_id, v.key)
+    st.subheader(f"The book: {v.book['name']}")
+    st.caption(v.book["topic"])
+    query = st.text_input("Search drafts and chapters", key="search", placeholder="e.g. entropy and memory")
+    if query and query.strip():
+        with st.spinner("Searching…"):
+            found = data.search(v.url, v.book_id, v.book["config"], query.strip(), v.key)
+        if found.mode == "semantic":
+            st.caption(f"Semantic search (pgvector cosine, embedder `{found.model}`): nearest first.")
+        else:
+            st.caption(f"Plain text search — {found.note}.")
+        if not found.hits:
+            st.info("Nothing found.")
+        for k, hit in enumerate(found.hits):
+            where = f"Chapter {hit['position']}: {hit['label']}" if hit["kind"] == "chapter" else f"Draft `{hit['label']}`"
+            near = f" · similarity {1 - hit['distance']:.3f}" if "distance" in hit and hit["distance"] is not None else ""
+            with st.container(border=True):
+                st.markdown(f"**{where}** — {hit['author']}, epoch {hit['epoch_no']}{near}")
+                st.caption(hit["excerpt"] + ("…" if len(hit["excerpt"]) >= 400 else ""))
+                st.button(f"Open epoch {hit['epoch_no']}", key=f"hit_{k}", on_click=open_epoch,
+                          args=(hit["epoch_no"],))
+    if not index:
+        st.info("No chapter yet: the canon grows by one chapter per epoch.")
+        return
+    st.markdown(f"**{len(index)} chapter(s)**")
+    st.dataframe(
+        [{"chapter": c["position"], "title": c["title"], "epoch": c["epoch_no"], "author": c["author"],
+          "characters": c["chars"]} for c in index],
+        hide_index=True, height=min(36 * (len(index) + 1) + 2, 300),
+    )
+    pages = (len(index) + CHAPTERS_PER_PAGE - 1) // CHAPTERS_PER_PAGE
+    page = 1
+    if pages > 1:
+        page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="page"))
+    first = (page - 1) * CHAPTERS_PER_PAGE + 1
+    for ch in data.chapter_texts(v.url, v.book_id, first, first + CHAPTERS_PER_PAGE - 1):
+        with st.container(border=True):
+            st.markdown(f"### {ch['position']}. {ch['title']}")
+            head, button = st.columns([4, 1])
+            head.caption(f"by {ch['author']} · committed in epoch {ch['epoch_no']}")
+            button.button(f"Epoch {ch['epoch_no']} →", key=f"chapter_{ch['position']}", on_click=open_epoch,
+                          args=(ch["epoch_no"],), help="Open the epoch this chapter won")
+            st.markdown(ch["text"])
+
+
+def section_lineage(v: View) -> None:
+    everyone = data.agents(v.url, v.book_id, v.key)
+    st.subheader("Lineage")
+    if not everyone:
+        st.info("No agent yet.")
+        return
+    nodes = figures.lineage(everyone, v.version.latest_epoch)
+    bred = sum(1 for n in nodes if n.origin == "bred")
+    st.caption(
+        "Each row is a seat at the table: an eliminated agent's replacement takes its seat, so a row reads as a "
+        f"succession. Dotted lines join a bred persona to its parents ({bred} bred so far). Drag or use the slider "
+        "to travel back in time."
+    )
+    st.plotly_chart(figures.lineage_figure(nodes, v.version.latest_epoch), key="lineage", config=PLOT_CONFIG)
+    names = [a["name"] for a in everyone]
+    who = st.selectbox("Trace an agent's ancestry", names, index=len(names) - 1, key="trace")
+    st.markdown(_ancestry(who, everyone))
+    st.dataframe(
+        [{"agent": a["name"], "origin": a["origin"], "parents": " × ".join(a["parents"] or []),
+          "replaced": a["replaced"], "entered after epoch": a["born_epoch"], "eliminated in epoch": a["died_epoch"],
+          "rating": round(a["rating"], 1), "status": a["status"]} for a in everyone],
+        hide_index=True,
+    )
+
+
+def _ancestry(name: str, everyone: list[dict[str, Any]], depth: int = 12) -> str:
+    by_name = {a["name"]: a for a in everyone}
+    by_id = {a["agent_id"]: a for a in everyone}
+    lines = []
+    a: dict[str, Any] | None = by_name.get(name)
+    k = 0
+    while a is not None and k < depth:
+        bits = [f"**{a['name']}** ({a['origin']}"]
+        bits.append(f", bred from {' × '.join(a['parents'])})" if a["parents"] else ")")
+        life = "founding roster" if a["born_epoch"] == 0 else f"entered after epoch {a['born_epoch']}"
+        fate = "alive" if a["status"] == "alive" else f"eliminated in epoch {a['died_epoch']}"
+        lines.append("  " * k + f"- {''.join(bits)} — {life}, {fate}")
+        a = by_id.get(a["replaced_agent_id"]) if a["replaced_agent_id"] is not None else None
+        if a is not None:
+            lines.append("  " * (k + 1) + "- *replaced*")
+        k += 1
+    return "\n".join(lines)
+
+
+RENDER = {
+    "Voting matrix": section_votes,
+    "Chopping block": section_chopping,
+    "Ratings": section_ratings,
+    "Epoch": section_epoch,
+    "The book": section_book,
+    "Lineage": section_lineage,
+}
+
+
+# ---------------------------------------------------------------------------------------------- page
+def main() -> None:
+    st.set_page_config(page_title="The Epistemic Deck · Space Time", page_icon="📖", layout="wide")
+    started = time.perf_counter()
+    try:
+        url = data.database_url()
+        reader = data.reader(url)
+        top = reader.version(None)
+    except SpacetimeError as exc:
+        st.title("The Epistemic Deck")
+        st.error(str(exc))
+        if "url" in locals():
+            with st.sidebar:
+                live(url, None, None)
+        return
+    books = data.books(url, top.books)
+    if not books:
+        st.title("The Epistemic Deck")
+        st.info(
+            "**No book yet.** Start one with `spacetime run` (for example `spacetime run --epochs 3`). "
+            "This page watches the database and shows the book as soon as its first epoch is committed."
+        )
+        with st.sidebar:
+            live(url, None, top)
+        return
+    names = [b["name"] for b in books]
+    with st.sidebar:
+        st.markdown("## 📖 The Epistemic Deck")
+        if len(names) > 1:
+            st.selectbox("Book", names, key="book", bind="query-params")
+        chosen = st.session_state.get("book") if len(names) > 1 else names[0]
+    book = next((b for b in books if b["name"] == chosen), books[0])
+    version = reader.version(book["book_id"])
+    with st.sidebar:
+        epoch_no = choose_epoch(version.latest_epoch)
+        st.divider()
+        live(url, book["book_id"], version)
+        st.caption("Read-only view of the Space Time store.")
+    view = View(url, reader, book, version, epoch_no)
+
+    st.title(book["name"])
+    st.caption(book["topic"])
+    ov = data.overview(url, view.book_id, view.key)
+    m = st.columns(5)
+    m[0].metric("Epochs", version.latest_epoch)
+    m[1].metric("Chapters", ov["chapters"])
+    m[2].metric("Living agents", ov["alive"])
+    m[3].metric("Eliminated", ov["eliminated"])
+    m[4].metric("Leader", ov["leader"] or "—")
+    tabs = st.tabs(SECTIONS, key="section", bind="query-params")
+    for label, tab in zip(SECTIONS, tabs):
+        with tab:
+            if tab.open is not False:
+                try:
+                    RENDER[label](view)
+                except SpacetimeError as exc:
+                    st.error(str(exc))
+    st.session_state["_render_s"] = time.perf_counter() - started
+
+
+main()

@@ -1,0 +1,109 @@
+"""Fill a database with a realistic book quickly: the factories' epochs, re-scored with the real rules (skill-biased
+votes → mean insight − penalties → Elo → winner and lowest-rated loser), written with ``Store.write_epoch`` exactly
+as ``spacetime run`` writes them, and each loser replaced like the Reaper does (some replacements bred)."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+from typing import Any
+
+from spacetime.domain import (
+    Agent,
+    CollapseDecision,
+    DraftScore,
+    EpochRecord,
+    Persona,
+    PersonaOrigin,
+    RatingChange,
+)
+from spacetime.models.fake import HashEmbedder
+from spacetime.store.store import Book, Store
+from spacetime.tournament.rating import INITIAL_RATING, elo_update
+from tests.factories import NAMES, make_epoch, persona
+
+TOPICS = ["entropy and the arrow of time", "clocks, orbits and calendars", "memory and forgetting",
+          "markets that price the future", "light cones and causality", "the politics of standard time"]
+
+
+def skill(name: str) -> float:
+    """A stable 3..8 writing skill per agent name."""
+    return 3.0 + 5.0 * hashlib.blake2b(name.encode(), digest_size=2).digest()[0] / 255
+
+
+def newcomer(epoch_no: int, alive: list[Agent], *, breed_every: int) -> Persona:
+    base = NAMES[epoch_no % len(NAMES)]
+    if breed_every and epoch_no % breed_every == 0 and len(alive) >= 2:
+        best = sorted(alive, key=lambda a: -a.rating)[:2]
+        return Persona(name=f"{base} {epoch_no}", discipline=base, voice=f"Writes like {best[0].name}.",
+                       system_prompt=f"You are {base} {epoch_no}.", origin=PersonaOrigin.BRED,
+                       parents=(best[0].name, best[1].name))
+    return dataclasses.replace(persona(base), name=f"{base} {epoch_no}")
+
+
+def rescore(record: EpochRecord, agents: list[Agent], rng: random.Random) -> EpochRecord:
+    """Skill-biased votes, the real scoring and Elo, the real winner and loser."""
+    names = {a.agent_id: a.name for a in agents}
+    ballots = []
+    for ballot in record.ballots:
+        votes = tuple(dataclasses.replace(
+            v, insight_score=min(10, max(1, round(skill(names[v.target_id]) + rng.gauss(0, 1.8)))))
+            for v in ballot.votes)
+        ballots.append(dataclasses.replace(ballot, votes=votes))
+    received: dict[Any, list[int]] = {a.agent_id: [] for a in agents}
+    for ballot in ballots:
+        for v in ballot.votes:
+            received[v.target_id].append(v.insight_score)
+    truncated = {d.agent_id for d in record.drafts if d.truncated}
+    scores = {}
+    for a in agents:
+        got = received[a.agent_id]
+        mean = sum(got) / len(got) if got else 0.0
+        trunc = 5.0 if a.agent_id in truncated else 0.0
+        scores[a.agent_id] = DraftScore(a.agent_id, mean, trunc, 0.0, mean - trunc, len(got))
+    before = {a.agent_id: a.rating for a in agents}
+    after = elo_update(before, {i: s.total for i, s in scores.items()})
+    winner = max(scores.values(), key=lambda s: (s.total, s.mean_insight, str(s.agent_id))).agent_id
+    loser = min((i for i in after if i != winner), key=lambda i: (after[i], scores[i].total))
+    ratings = tuple(RatingChange(i, before[i], after[i]) for i in before)
+    text = next(d.text for d in record.drafts if d.agent_id == winner)
+    return dataclasses.replace(record, ballots=tuple(ballots), scores=tuple(scores.values()), ratings=ratings,
+                               decision=CollapseDecision(winner, loser), chapter_text=text,
+                               chapter_embedding=record.draft_embeddings.get(winner))
+
+
+async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, topic: str = "What is time?",
+                    config: dict[str, Any] | None = None, breed_every: int = 4, semantic: HashEmbedder | None = None,
+                    start: int = 1, book: Book | None = None, alive: list[Agent] | None = None,
+                    ) -> tuple[Book, list[Agent]]:
+    """A book of ``epochs`` epochs (continuing ``book``/``alive`` from epoch ``start`` when given). With
+    ``semantic``, drafts and chapters carry topic-specific texts embedded by that embedder (else the factory's
+    random 8-d vectors, model ``test-hash``)."""
+    if book is None:
+        book = await store.create_book(name, topic, config=config if config is not None else {"embedder": "embedded"})
+    if alive is None:
+        alive = [await store.add_agent(book.book_id, persona(n), rating=INITIAL_RATING, born_epoch=0)
+                 for n in NAMES[:roster]]
+    for e in range(start, start + epochs):
+        rng = random.Random(e)
+        record = make_epoch(book.book_id, e, alive, rng=rng, embeddings=semantic is None)
+        if semantic is not None:
+            topic_of = {a.agent_id: TOPICS[(e + k) % len(TOPICS)] for k, a in enumerate(alive)}
+            drafts = tuple(dataclasses.replace(d, text=f"On {topic_of[d.agent_id]}: a chapter draft of epoch {e}.")
+                           for d in record.drafts)
+            vectors = dict(zip([d.agent_id for d in drafts], await semantic.embed([d.text for d in drafts])))
+            record = dataclasses.replace(record, drafts=drafts, draft_embeddings=vectors,
+                                         embedding_model=semantic.name)
+        record = rescore(record, alive, rng)
+        winner = record.decision.winner_id
+        title = f"Chapter {e}" + (f": {topic_of[winner]}" if semantic is not None else "")
+        record = dataclasses.replace(record, chapter_title=title)
+        await store.write_epoch(record)
+        after = {r.agent_id: r.after for r in record.ratings}
+        alive = [dataclasses.replace(a, rating=after.get(a.agent_id, a.rating)) for a in alive
+                 if a.agent_id != record.decision.loser_id]
+        entrant = newcomer(e, alive, breed_every=breed_every)
+        alive.append(await store.add_agent(book.book_id, entrant, rating=INITIAL_RATING, born_epoch=e,
+                                           replaced_agent_id=record.decision.loser_id))
+    return book, alive
