@@ -60,6 +60,9 @@ def serve(url: str, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> in
 
     SIGTERM/SIGHUP are forwarded to the child; Ctrl-C reaches it directly (same process group)."""
     check_port(host, port)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"spacetime: warning: the deck on {host} is reachable from other machines, with no login "
+              "(it is read-only)", file=sys.stderr)
     env = dict(os.environ)
     env[ENV_URL] = url
     env.setdefault("STREAMLIT_BROWSER_GATHER_USAGE_STATS", "false")

@@ -54,7 +54,7 @@ def live(url: str, book_id: UUID | None, shown: Version | None) -> None:
     if now != shown:
         st.rerun(scope="app")
     when = datetime.now().strftime("%H:%M:%S")
-    st.caption(f"🟢 live · epoch {now.latest_epoch} · checked {when}", help="The page refreshes by itself "
+    st.caption(f"● live · epoch {now.latest_epoch} · checked {when}", help="The page refreshes by itself "
                f"within {POLL_EVERY} of a new epoch or a new agent.")
 
 
@@ -99,7 +99,7 @@ def section_votes(v: View) -> None:
     st.subheader(f"Epoch {v.epoch_no}: who scored whom")
     st.caption(
         f"Rows are voters, columns the drafts they judged blind — each column shows the author and the alias the "
-        f"draft wore (revealed after the collapse). Red dotted columns carry penalties (✂ truncated, ⏱ late). "
+        f"draft wore (revealed after the collapse). Red dotted columns carry penalties (✂ truncated, late). "
         f"Hover a cell for the rationale. Chapter {ep['chapter_position']}: **{ep['chapter_title']}** by "
         f"**{ep['winner']}**; eliminated: **{ep['loser']}**."
     )
@@ -107,7 +107,7 @@ def section_votes(v: View) -> None:
         st.info("No votes were recorded in this epoch (every ballot abstained).")
     else:
         st.plotly_chart(figures.matrix_figure(votes, drafts), key="matrix", config=PLOT_CONFIG)
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     with left:
         st.markdown("**Who voted for whom**")
         st.plotly_chart(figures.vote_graph_figure(votes, drafts), key="vote_graph", config=PLOT_CONFIG)
@@ -148,9 +148,11 @@ def section_chopping(v: View) -> None:
     falling = [s.name for s in rows if s.risk == "can fall"]
     st.subheader("The chopping block")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Next out if nothing changes", lowest.name, f"{lowest.rating:.0f}", delta_color="off")
-    c2.metric("Also at risk next epoch", len(falling), ", ".join(falling) or "nobody", delta_color="off")
-    c3.metric("Safest margin", rows[0].name, f"+{rows[0].gap:.0f} over the line", delta_color="off")
+    c1.metric("Next out if nothing changes", lowest.name, f"rating {lowest.rating:.0f}", delta_color="off",
+              delta_arrow="off")
+    c2.metric("Also at risk next epoch", len(falling), ", ".join(falling) or "nobody", delta_color="off",
+              delta_arrow="off")
+    c3.metric("Safest", rows[0].name, f"+{rows[0].gap:.0f} over the line", delta_color="off", delta_arrow="off")
     st.caption(
         f"The lowest-rated living agent after an epoch is eliminated (the epoch's winner is spared). One epoch "
         f"moves a rating by at most K = {figures.DANGER_BAND / 2:.0f}, so an agent more than "
@@ -210,12 +212,13 @@ def section_epoch(v: View) -> None:
         return
     st.subheader(f"Epoch {v.epoch_no}: the drafts")
     took = (ep["end_time"] - ep["start_time"]).total_seconds() if ep["end_time"] and ep["start_time"] else None
-    c = st.columns(5)
+    st.markdown(f"★ Chapter {ep['chapter_position']} **{ep['chapter_title']}** by **{ep['winner']}** · "
+                f"eliminated: **{ep['loser']}**")
+    c = st.columns(4)
     c[0].metric("Drafts", len(drafts))
-    c[1].metric("Chapter by", ep["winner"] or "—")
-    c[2].metric("Eliminated", ep["loser"] or "—")
-    c[3].metric("Truncated", sum(1 for d in drafts if d["truncated"]))
-    c[4].metric("Epoch time", f"{took:.0f} s" if took is not None else "—")
+    c[1].metric("Truncated", sum(1 for d in drafts if d["truncated"]))
+    c[2].metric("Slowest draft", f"{max(d['latency_s'] for d in drafts):.1f} s" if drafts else "—")
+    c[3].metric("Epoch time", f"{took:.0f} s" if took is not None else "—")
     forfeits = data.forfeits(v.url, v.book_id, v.epoch_no)
     if forfeits:
         st.warning("Forfeits: " + "; ".join(f"{f['agent']} ({f['reason']})" for f in forfeits))
@@ -229,7 +232,7 @@ def section_epoch(v: View) -> None:
         for col, d in zip(cols, drafts[start : start + per_row]):
             with col.container(border=True):
                 if d["winner"]:
-                    st.markdown(f"#### 👑 {d['author']}")
+                    st.markdown(f"#### ★ {d['author']}")
                     st.badge("canon: this draft became the chapter", color="yellow")
                 else:
                     st.markdown(f"#### {d['author']}")
@@ -323,22 +326,21 @@ def section_lineage(v: View) -> None:
     )
 
 
-def _ancestry(name: str, everyone: list[dict[str, Any]], depth: int = 12) -> str:
+def _ancestry(name: str, everyone: list[dict[str, Any]], depth: int = 10) -> str:
+    """The chain of seats behind one agent: whom it replaced, whom that one replaced, … (and bred parents)."""
     by_name = {a["name"]: a for a in everyone}
     by_id = {a["agent_id"]: a for a in everyone}
     lines = []
     a: dict[str, Any] | None = by_name.get(name)
-    k = 0
-    while a is not None and k < depth:
-        bits = [f"**{a['name']}** ({a['origin']}"]
-        bits.append(f", bred from {' × '.join(a['parents'])})" if a["parents"] else ")")
+    while a is not None and len(lines) < depth:
+        bred = f", bred from {' × '.join(a['parents'])}" if a["parents"] else ""
         life = "founding roster" if a["born_epoch"] == 0 else f"entered after epoch {a['born_epoch']}"
         fate = "alive" if a["status"] == "alive" else f"eliminated in epoch {a['died_epoch']}"
-        lines.append("  " * k + f"- {''.join(bits)} — {life}, {fate}")
+        verb = "" if not lines else "which replaced "
+        lines.append(f"{len(lines) + 1}. {verb}**{a['name']}** ({a['origin']}{bred}) — {life}, {fate}")
         a = by_id.get(a["replaced_agent_id"]) if a["replaced_agent_id"] is not None else None
-        if a is not None:
-            lines.append("  " * (k + 1) + "- *replaced*")
-        k += 1
+    if a is not None:
+        lines.append(f"{len(lines) + 1}. … and further back")
     return "\n".join(lines)
 
 
@@ -358,14 +360,18 @@ def main() -> None:
     started = time.perf_counter()
     try:
         url = data.database_url()
+    except SpacetimeError as exc:
+        st.title("The Epistemic Deck")
+        st.error(str(exc))
+        return
+    try:
         reader = data.reader(url)
         top = reader.version(None)
     except SpacetimeError as exc:
         st.title("The Epistemic Deck")
         st.error(str(exc))
-        if "url" in locals():
-            with st.sidebar:
-                live(url, None, None)
+        with st.sidebar:
+            live(url, None, None)
         return
     books = data.books(url, top.books)
     if not books:
@@ -379,7 +385,7 @@ def main() -> None:
         return
     names = [b["name"] for b in books]
     with st.sidebar:
-        st.markdown("## 📖 The Epistemic Deck")
+        st.markdown("## The Epistemic Deck")
         if len(names) > 1:
             st.selectbox("Book", names, key="book", bind="query-params")
         chosen = st.session_state.get("book") if len(names) > 1 else names[0]

@@ -33,6 +33,8 @@ ALIVE = "#2c7fb8"
 DEAD = "#b0b0b0"
 ORIGIN_COLOUR = {"builtin": "#2c7fb8", "custom": "#1b9e77", "bred": "#7b3294"}
 RISK_COLOUR = {"next out": "#c0392b", "can fall": "#e67e22", "safe": "#27ae60"}
+RATINGS_WINDOW = 100
+"""A longer book first shows its last 100 epochs of ratings (the range slider below reaches the rest)."""
 DANGER_BAND = 2 * K_FACTOR
 """One epoch moves a rating by at most K: an agent more than 2K above every other agent cannot be the lowest
 after the next epoch."""
@@ -61,7 +63,7 @@ def draft_marks(draft: dict[str, Any]) -> str:
     if draft.get("truncated"):
         marks.append(f"✂ −{draft.get('truncation_penalty') or 0:g}")
     if (draft.get("lateness_penalty") or 0) > 0:
-        marks.append(f"⏱ −{draft['lateness_penalty']:.2f}")
+        marks.append(f"late −{draft['lateness_penalty']:.2f}")
     return " ".join(marks)
 
 
@@ -77,7 +79,7 @@ def matrix_figure(votes: Sequence[dict[str, Any]], drafts: Sequence[dict[str, An
     for t in targets:
         d = by_author.get(t, {})
         mark = draft_marks(d)
-        crown = "👑 " if d.get("winner") else ""
+        crown = "★ " if d.get("winner") else ""
         labels.append(f"{crown}<b>{escape(t)}</b><br>{escape(alias.get(t) or '')}" + (f"<br>{mark}" if mark else ""))
     cell = {(v["voter"], v["target"]): v for v in votes}
     z: list[list[float | None]] = []
@@ -304,7 +306,7 @@ def ratings_figure(
     if entries:
         fig.add_trace(go.Scatter(
             x=[e[0] for e in entries], y=[e[1] for e in entries], text=[e[2] for e in entries], mode="markers",
-            name="entry", marker={"symbol": "circle", "size": 7, "color": ALIVE, "line": {"color": "white", "width": 1}},
+            name="entry", marker={"symbol": "circle", "size": 6, "color": ALIVE, "line": {"color": "white", "width": 1}},
             hovertemplate="%{text} enters after epoch %{x}<extra></extra>",
         ))
     deaths = []
@@ -316,10 +318,12 @@ def ratings_figure(
     if deaths:
         fig.add_trace(go.Scatter(
             x=[d[0] for d in deaths], y=[d[1] for d in deaths], text=[d[2] for d in deaths], mode="markers",
-            name="eliminated", marker={"symbol": "x", "size": 8, "color": LOSER},
+            name="eliminated", marker={"symbol": "x", "size": 7, "color": LOSER, "opacity": 0.8},
             hovertemplate="%{text} eliminated in epoch %{x} at %{y:.0f}<extra></extra>",
         ))
-    fig.update_xaxes(title="epoch", rangeslider={"visible": len(series) > 40})
+    latest = max((t[1] for t in trajectories), default=0)
+    window = {"range": [latest - RATINGS_WINDOW, latest + 1]} if latest > 1.5 * RATINGS_WINDOW else {}
+    fig.update_xaxes(title="epoch", rangeslider={"visible": latest > RATINGS_WINDOW}, **window)
     fig.update_yaxes(title="rating (Elo)")
     fig.update_layout(hovermode="closest", legend={"orientation": "v"})
     return _layout(fig, height=520)
@@ -328,7 +332,7 @@ def ratings_figure(
 # ---------------------------------------------------------------------------------------------------- epoch
 def epoch_scores_figure(drafts: Sequence[dict[str, Any]]) -> go.Figure:
     """Each draft's total: mean insight received, minus its truncation and lateness penalties."""
-    names = [("👑 " if d["winner"] else "") + d["author"] for d in drafts]
+    names = [("★ " if d["winner"] else "") + d["author"] for d in drafts]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=names, y=[d["mean_insight"] or 0 for d in drafts], name="mean insight",
                          marker_color=ALIVE))
@@ -428,7 +432,8 @@ def lineage_figure(nodes: Sequence[LineageNode], latest_epoch: int) -> go.Figure
         hover.append("<br>".join(parts))
     fig.add_trace(go.Scatter(
         x=[(n.start + n.end) / 2 for n in nodes], y=[n.seat for n in nodes], mode="text",
-        text=[n.name for n in nodes], textfont={"color": "white", "size": 11}, hovertext=hover,
+        text=[n.name if n.end - n.start >= 3 else "" for n in nodes], textfont={"color": "white", "size": 11},
+        hovertext=hover,
         hovertemplate="%{hovertext}<extra></extra>", showlegend=False, name="agents",
     ))
     seats = max((n.seat for n in nodes), default=0) + 1

@@ -130,9 +130,6 @@ class DeckReader:
             "SELECT (SELECT count(*) FROM chapters WHERE book_id = %(b)s) AS chapters, "
             "(SELECT count(*) FROM agents WHERE book_id = %(b)s AND status = 'alive') AS alive, "
             "(SELECT count(*) FROM agents WHERE book_id = %(b)s AND status = 'eliminated') AS eliminated, "
-            "(SELECT count(*) FROM peer_votes v JOIN simulation_epochs e USING (epoch_id) "
-            "  WHERE e.book_id = %(b)s AND e.epoch_no = (SELECT max(epoch_no) FROM simulation_epochs "
-            "  WHERE book_id = %(b)s)) AS last_votes, "
             "(SELECT name FROM agents WHERE book_id = %(b)s AND status = 'alive' "
             "  ORDER BY rating DESC, name LIMIT 1) AS leader",
             {"b": book_id},
