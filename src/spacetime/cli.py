@@ -180,22 +180,65 @@ DEFAULT_BOOK = "spacetime"  # the same default as spacetime.engine.play.DEFAULT_
 @app.command()
 def run(
     ctx: typer.Context,
-    book_file: Annotated[
-        Path | None, typer.Argument(metavar="[BOOK.toml]", help="Book file (topic, roster, models). Optional.")
+    book_files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            metavar="[BOOK.toml]...",
+            help="Book file(s) (topic, roster, models). Optional. Several files: several books at once.",
+        ),
     ] = None,
     book: Annotated[str | None, typer.Option("--book", "-b", help="Book name (default: the file's name, else 'spacetime').")] = None,
+    books: Annotated[
+        int | None,
+        typer.Option("--books", min=1, max=1000,
+                     help="Play N copies of the book at once, named <book>-1 … <book>-N (sharing the endpoints)."),
+    ] = None,  # fmt: skip
     epochs: Annotated[int, typer.Option("--epochs", "-n", min=1, help="Epochs to play now.")] = 3,
     max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=16, max=32768, help="Hard cap per draft (default 2048).")] = None,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for aliases, orders, tie-breaks and sampling.")] = None,
 ) -> None:
-    """Play epochs of a book on real models; resumes a book that already has epochs."""
+    """Play epochs of a book on real models; resumes a book that already has epochs.
+
+    Several book files, or --books N, play several books at once in this process: every endpoint keeps ONE
+    concurrency bound shared by all books, and a failing book does not stop the others (the exit code is non-zero
+    when any book failed).
+    """
     from spacetime.engine.play import play_book
 
     settings = settings_of(ctx)
-    name, outcomes = run_async(
-        play_book(settings, book_file, book_name=book, epochs=epochs, max_tokens=max_tokens, seed=seed)
+    files = list(book_files or [])
+    if len(files) <= 1 and books is None:
+        name, outcomes = run_async(
+            play_book(settings, files[0] if files else None, book_name=book, epochs=epochs, max_tokens=max_tokens,
+                      seed=seed)  # fmt: skip
+        )
+        typer.echo(f"played {len(outcomes)} epoch(s) of {name!r}: `spacetime export --book {name}` prints the book")
+        return
+    _run_many(settings, files, book=book, books=books, epochs=epochs, max_tokens=max_tokens, seed=seed)
+
+
+def _run_many(
+    settings: Settings, files: list[Path], *, book: str | None, books: int | None, epochs: int,
+    max_tokens: int | None, seed: int | None,
+) -> None:  # fmt: skip
+    from spacetime.engine.play import plan_books, play_books
+    from spacetime.ui import BooksProgress
+
+    plans = plan_books(files, book_name=book, copies=books)
+    progress = BooksProgress()
+    runs = run_async(
+        play_books(settings, plans, epochs=epochs, max_tokens=max_tokens, seed=seed, emit_for=progress.listener,
+                   on_done=progress.done)  # fmt: skip
     )
-    typer.echo(f"played {len(outcomes)} epoch(s) of {name!r}: `spacetime export --book {name}` prints the book")
+    failed = [r for r in runs if r.error is not None]
+    played = sum(len(r.outcomes) for r in runs)
+    typer.echo(f"played {played} epoch(s) of {len(runs)} book(s), {len(failed)} failed: "
+               "`spacetime status` lists them")  # fmt: skip
+    for r in failed:
+        typer.echo(f"spacetime: error: book {r.name!r}: {r.error}", err=True)
+    if failed:
+        codes = [r.error.exit_code if isinstance(r.error, SpacetimeError) else 1 for r in failed]
+        raise typer.Exit(max(codes))
 
 
 @app.command()
@@ -249,6 +292,138 @@ def deck(
     url = prepare(settings_of(ctx))
     typer.echo(f"The Epistemic Deck (read-only): http://{host}:{port}  (Ctrl-C stops it)", err=True)
     raise typer.Exit(serve(url, host=host, port=port))
+
+
+# --------------------------------------------------------------------------- reaper: swap / personas / lineage
+async def _find_book(store: Any, name: str) -> Any:
+    found = await store.get_book(name)
+    if found is None:
+        names = ", ".join(b.name for b in await store.list_books()) or "none yet"
+        raise ConfigError(f"no book named {name!r} (books: {names})")
+    return found
+
+
+@app.command()
+def swap(
+    ctx: typer.Context,
+    book: Annotated[str, typer.Option("--book", "-b", help="Book name.")],
+    out: Annotated[str, typer.Option("--out", help="The living agent to take out.")],
+    in_persona: Annotated[str, typer.Option("--in", help="The persona to bring in (see `spacetime personas`).")],
+) -> None:
+    """Swap a living agent for a persona at the book's next epoch boundary (a running book applies it live)."""
+    from spacetime.personas import builtin_personas
+    from spacetime.store import reaper_store
+    from spacetime.store.connect import prepare
+    from spacetime.store.store import open_store
+
+    url = prepare(settings_of(ctx))
+
+    async def go() -> Any:
+        async with open_store(url, max_size=2) as store:
+            found = await _find_book(store, book)
+            await store.upsert_personas(builtin_personas())
+            return await reaper_store.enqueue_swap(store, found, out, in_persona)
+
+    request = run_async(go())
+    typer.echo(f"queued: {request.out_name} → {request.persona.name} in {book!r}, applied at the next epoch boundary")
+
+
+@app.command()
+def personas(
+    ctx: typer.Context,
+    book: Annotated[str | None, typer.Option("--book", "-b", help="Also show each persona's state in this book.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Built-in, custom and bred personas (with their parents); with --book, who is alive, dead or in reserve."""
+    from spacetime.book import parse_book
+    from spacetime.personas import builtin_personas
+    from spacetime.store import reaper_store
+    from spacetime.store.connect import prepare
+    from spacetime.store.store import open_store
+
+    url = prepare(settings_of(ctx))
+
+    async def collect() -> list[dict[str, Any]]:
+        async with open_store(url, max_size=2) as store:
+            found = await _find_book(store, book) if book is not None else None
+            rows = await reaper_store.persona_catalog(store, found.book_id if found else None)
+            reserve = set()
+            if found is not None:
+                reserve = {p.name for p in parse_book(found.config, where=f"book {book!r}").reserve}
+        known = {r["name"] for r in rows}
+        rows += [{"name": p.name, "discipline": p.discipline, "voice": p.voice, "origin": p.origin.value,
+                  "parents": [], "bred_in": None, "state": None, "died_epoch": None}
+                 for p in builtin_personas() if p.name not in known]  # fmt: skip
+        for row in rows:
+            if row["state"] is None and row["name"] in reserve:
+                row["state"] = "reserve"
+        return rows
+
+    rows = run_async(collect())
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="personas" + (f" — book {book!r}" if book else ""))
+    for column in ("name", "discipline", "origin", "parents", *(("in book",) if book else ())):
+        table.add_column(column)
+    for r in rows:
+        state = r["state"] or ""
+        if state == "dead" and r["died_epoch"] is not None:
+            state = f"dead (epoch {r['died_epoch']})"
+        parents = " × ".join(r["parents"]) + (f" (in {r['bred_in']})" if r["bred_in"] else "")
+        table.add_row(r["name"], r["discipline"], r["origin"], parents, *((state,) if book else ()))
+    Console().print(table)
+
+
+@app.command()
+def lineage(
+    ctx: typer.Context,
+    book: Annotated[str, typer.Option("--book", "-b", help="Book name.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Who replaced whom at which epoch, and which personas bred personas descend from, as a tree."""
+    from spacetime.store import reaper_store
+    from spacetime.store.connect import prepare
+    from spacetime.store.store import open_store
+
+    url = prepare(settings_of(ctx))
+
+    async def collect() -> list[dict[str, Any]]:
+        async with open_store(url, max_size=2) as store:
+            return await reaper_store.lineage(store, (await _find_book(store, book)).book_id)
+
+    rows = run_async(collect())
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    def label(r: dict[str, Any]) -> str:
+        head = f"[bold]{escape(r['name'])}[/] ({escape(r['discipline'])})"
+        if r["origin"] == "bred":
+            head += f" · bred from {escape(' × '.join(r['parents']))}" + (" (fallback)" if r["source"] == "bred-fallback" else "")
+        elif r["via"] == "swap":
+            head += " · swapped in by the operator"
+        elif r["via"] != "founder":
+            head += f" · from the {r['source'] if r['source'] != 'builtin' else 'reserve'}"
+        life = f"enters after epoch {r['born_epoch']}" if r["born_epoch"] else "founder"
+        if r["status"] == "alive":
+            life += f" · [green]alive[/] · {r['rating']:.1f}"
+        else:
+            life += f" · [red]dies at epoch {r['died_epoch']}[/] ({escape(r['cause_of_death'] or 'eliminated')}) · {r['rating']:.1f}"
+        return f"{head} — {life}"
+
+    tree = Tree(f"[bold]{escape(book)}[/] — lineage")
+    nodes: dict[str | None, Any] = {}
+    for r in rows:  # in order of entry: a replaced agent is always listed before its replacement
+        parent = nodes.get(r["replaced_agent_id"], tree)
+        nodes[r["agent_id"]] = parent.add(label(r))
+    Console().print(tree)
 
 
 GLOBAL_OPTIONS = ("--database-url", "--data-dir")

@@ -113,3 +113,44 @@ class EpochProgress:
 
     def close(self) -> None:
         self._stop()
+
+
+class BooksProgress:
+    """Progress of several books played at once: one line per committed epoch, forfeit, retry, entry and failure,
+    each prefixed with its book (a live table per book would not fit a terminal)."""
+
+    def __init__(self, out: Console | None = None) -> None:
+        from spacetime.engine import events as ev
+
+        self.ev = ev
+        self.console = out or console
+
+    def listener(self, book: str) -> Any:
+        """The event listener of one book."""
+        return lambda event: self._event(book, event)
+
+    def _event(self, book: str, event: Any) -> None:
+        ev = self.ev
+        if isinstance(event, ev.EpochCommitted):
+            self._line(book, f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; "
+                             f"{event.loser} eliminated ({event.wall_s:.1f}s, {event.completion_tokens} tokens)")
+        elif isinstance(event, ev.DraftForfeited):
+            self._line(book, f"{event.agent} forfeits: {event.reason}")
+        elif isinstance(event, ev.EpochRetry):
+            self._line(book, f"epoch {event.epoch_no}: only {event.drafts} drafts; retrying in {event.wait_s:.0f}s")
+        elif isinstance(event, ev.AgentEntered):
+            came = f" replacing {event.replaced}" if event.replaced else ""
+            self._line(book, f"{event.name} ({event.origin}) enters{came}")
+
+    def done(self, run: Any) -> None:
+        """Called when a book ends (``run`` is a ``spacetime.engine.play.BookRun``)."""
+        if run.error is not None:
+            self._line(run.name, f"failed after {len(run.outcomes)} epoch(s): {run.error}", style="red")
+        else:
+            self._line(run.name, f"done: {len(run.outcomes)} epoch(s)")
+
+    def _line(self, book: str, text: str, style: str = "") -> None:
+        from rich.markup import escape
+
+        body = f"[{style}]{escape(text)}[/]" if style else escape(text)
+        self.console.print(f"[bold]{escape(book)}[/] · {body}", highlight=False)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import psycopg
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -16,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from spacetime.deck import APP_PATH, ENV_URL
 from spacetime.models.fake import HashEmbedder
 from spacetime.store.store import open_store
-from tests.deck.fill import fill_book
+from tests.deck.fill import drop_database, fill_book, new_database
 
 BIG_EPOCHS = 200
 SEMANTIC_DIM = 16
@@ -31,26 +28,6 @@ class DeckDB:
     """A 6-epoch book whose drafts and chapters were embedded by ``HashEmbedder(16)``."""
     plain: str
     """A 3-epoch book with ``embedder = "none"``."""
-
-
-def _with_db(url: str, dbname: str) -> str:
-    head, _, query = url.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{dbname}" + (f"?{query}" if query else "")
-
-
-def new_database(server_url: str) -> tuple[str, str]:
-    from spacetime.config import Settings
-    from spacetime.store.connect import prepare
-
-    name = f"deck_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return name, prepare(Settings(data_dir=Path("/nonexistent"), database_url=_with_db(server_url, name)))
-
-
-def drop_database(server_url: str, name: str) -> None:
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")

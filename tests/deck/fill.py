@@ -7,7 +7,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+import uuid
+from pathlib import Path
 from typing import Any
+
+import psycopg
 
 from spacetime.domain import (
     Agent,
@@ -107,3 +111,34 @@ async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, to
         alive.append(await store.add_agent(book.book_id, entrant, rating=INITIAL_RATING, born_epoch=e,
                                            replaced_agent_id=record.decision.loser_id))
     return book, alive
+
+
+def _with_db(url: str, dbname: str) -> str:
+    head, _, query = url.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{dbname}" + (f"?{query}" if query else "")
+
+
+def new_database(server_url: str) -> tuple[str, str]:
+    from spacetime.config import Settings
+    from spacetime.store.connect import prepare
+
+    name = f"deck_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return name, prepare(Settings(data_dir=Path("/nonexistent"), database_url=_with_db(server_url, name)))
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def play_more(url: str, name: str, epochs: int, **kwargs: Any) -> None:
+    """Add ``epochs`` epochs to book ``name`` (creating it if needed), like another ``spacetime run`` would."""
+    from spacetime.store.store import open_store
+
+    async with open_store(url, max_size=2) as store:
+        book = await store.get_book(name)
+        alive = None if book is None else await store.agents(book.book_id, alive_only=True)
+        start = 1 if book is None else await store.epoch_count(book.book_id) + 1
+        await fill_book(store, name, epochs, start=start, book=book, alive=alive, **kwargs)

@@ -333,11 +333,11 @@ def _ancestry(name: str, everyone: list[dict[str, Any]], depth: int = 10) -> str
     lines = []
     a: dict[str, Any] | None = by_name.get(name)
     while a is not None and len(lines) < depth:
-        bred = f", bred from {' × '.join(a['parents'])}" if a["parents"] else ""
+        kind = f"bred from {' × '.join(a['parents'])}" if a["parents"] else a["origin"]
         life = "founding roster" if a["born_epoch"] == 0 else f"entered after epoch {a['born_epoch']}"
         fate = "alive" if a["status"] == "alive" else f"eliminated in epoch {a['died_epoch']}"
         verb = "" if not lines else "which replaced "
-        lines.append(f"{len(lines) + 1}. {verb}**{a['name']}** ({a['origin']}{bred}) — {life}, {fate}")
+        lines.append(f"{len(lines) + 1}. {verb}**{a['name']}** ({kind}) — {life}, {fate}")
         a = by_id.get(a["replaced_agent_id"]) if a["replaced_agent_id"] is not None else None
     if a is not None:
         lines.append(f"{len(lines) + 1}. … and further back")
@@ -401,7 +401,7 @@ def main() -> None:
     st.title(book["name"])
     st.caption(book["topic"])
     ov = data.overview(url, view.book_id, view.key)
-    m = st.columns(5)
+    m = st.columns([1, 1, 1, 1, 2])
     m[0].metric("Epochs", version.latest_epoch)
     m[1].metric("Chapters", ov["chapters"])
     m[2].metric("Living agents", ov["alive"])

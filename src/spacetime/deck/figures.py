@@ -283,6 +283,9 @@ def ratings_figure(
             ys.append(before)
         xs.append(epoch_no)
         ys.append(after)
+    for a in agents:  # a newcomer that has not played yet: its entry point
+        if a["name"] not in series and a["status"] == "alive":
+            series[a["name"]] = ([a["born_epoch"]], [a["rating"]])
     fig = go.Figure()
     dead_x: list[int | None] = []
     dead_y: list[float | None] = []

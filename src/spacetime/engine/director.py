@@ -83,7 +83,7 @@ class Director:
         for agent in living:
             self.seats[agent.agent_id] = self.seat_for(agent)
         if self.reaper is None:
-            self.reaper = Reaper(self.store, self.book, self.config, self.seat_for, self.emit)
+            self.reaper = Reaper(self.store, self.book, self.config, self.seat_for, self.emit, models=self.models)
         await self.reaper.start()
 
     def seat_for(self, agent: Agent) -> Seat:

@@ -1,4 +1,9 @@
-"""One model object per endpoint, shared by every agent that uses it; the book's embedder."""
+"""One model object per endpoint, shared by every agent that uses it; the book's embedder.
+
+Several books played by one process share one :class:`SharedModels`: books that define an endpoint the same way
+get the same model object, hence one concurrency bound per endpoint across all books (and one copy of the embedded
+weights).
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,47 @@ from dataclasses import dataclass, field
 from spacetime.book import BookConfig
 from spacetime.errors import ConfigError
 from spacetime.models.base import ChatModel, Embedder
-from spacetime.models.registry import build_embedder, build_model
+from spacetime.models.registry import EndpointSpec, build_embedder, build_model
+
+
+@dataclass
+class SharedModels:
+    """Models shared by every book of a process, one per distinct endpoint definition (an ``EndpointSpec`` value:
+    same name and settings). Closed by its owner (``aclose``), not by the books' pools."""
+
+    _chat: dict[EndpointSpec, ChatModel] = field(default_factory=dict)
+    _embedders: dict[EndpointSpec, Embedder] = field(default_factory=dict)
+
+    def chat(self, spec: EndpointSpec) -> ChatModel:
+        model = self._chat.get(spec)
+        if model is None:
+            model = self._chat[spec] = build_model(spec)
+        return model
+
+    def embedder(self, spec: EndpointSpec) -> Embedder:
+        embedder = self._embedders.get(spec)
+        if embedder is None:
+            embedder = self._embedders[spec] = build_embedder(spec)
+        return embedder
+
+    async def aclose(self) -> None:
+        for model in self._chat.values():
+            await model.aclose()
+        for embedder in self._embedders.values():
+            await embedder.aclose()
+        self._chat.clear()
+        self._embedders.clear()
 
 
 @dataclass
 class ModelPool:
     """Builds each endpoint's model once, on first use. ``prebuilt`` models (tests, benchmarks) are used as given
-    and are not closed by ``aclose`` (their owner closes them)."""
+    and are not closed by ``aclose`` (their owner closes them); neither are the models of a ``shared`` pool."""
 
     config: BookConfig
     prebuilt: dict[str, ChatModel] = field(default_factory=dict)
     prebuilt_embedder: Embedder | None = None
+    shared: SharedModels | None = None
     _chat: dict[str, ChatModel] = field(default_factory=dict)
     _embedder: Embedder | None = None
 
@@ -28,7 +63,7 @@ class ModelPool:
             spec = self.config.endpoints.get(endpoint)
             if spec is None:
                 raise ConfigError(f"no model endpoint named {endpoint!r} (defined: {', '.join(self.config.endpoints)})")
-            self._chat[endpoint] = build_model(spec)
+            self._chat[endpoint] = self.shared.chat(spec) if self.shared is not None else build_model(spec)
         return self._chat[endpoint]
 
     def embedder(self) -> Embedder | None:
@@ -37,7 +72,8 @@ class ModelPool:
         if self.config.embedder is None:
             return None
         if self._embedder is None:
-            self._embedder = build_embedder(self.config.endpoints[self.config.embedder])
+            spec = self.config.endpoints[self.config.embedder]
+            self._embedder = self.shared.embedder(spec) if self.shared is not None else build_embedder(spec)
         return self._embedder
 
     @property
@@ -46,9 +82,10 @@ class ModelPool:
         return None if embedder is None else embedder.name
 
     async def aclose(self) -> None:
-        for model in self._chat.values():
-            await model.aclose()
+        if self.shared is None:
+            for model in self._chat.values():
+                await model.aclose()
+            if self._embedder is not None:
+                await self._embedder.aclose()
         self._chat.clear()
-        if self._embedder is not None:
-            await self._embedder.aclose()
-            self._embedder = None
+        self._embedder = None

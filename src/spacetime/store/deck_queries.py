@@ -9,6 +9,7 @@ the deck caches them with ``st.cache_data``).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,6 @@ from uuid import UUID
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
-from psycopg_pool import ConnectionPool
 
 from spacetime.errors import StoreError
 from spacetime.store.connect import APPLICATION_NAME, connect_error
@@ -67,43 +67,68 @@ def _vector_literal(vector: Sequence[float]) -> str:
 
 
 class DeckReader:
-    """Read-only access to a Space Time database through a small pool (thread-safe: one per deck process)."""
+    """Read-only access to a Space Time database, shared by the deck's sessions (thread-safe).
 
-    def __init__(self, url: str, *, max_size: int = 4, timeout_s: float = 10.0) -> None:
+    Keeps at most ``max_idle`` idle connections and opens more on demand (one per concurrently running query), so
+    an unreachable database fails at once with the connection's own error instead of a pool timeout; a
+    connection that broke (database restarted) is dropped and the query retried once on a new one."""
+
+    def __init__(self, url: str, *, max_idle: int = 4, timeout_s: int = 5) -> None:
         self.url = url
+        self.max_idle = max_idle
         self.timeout_s = timeout_s
-        self.pool = ConnectionPool(
-            url,
-            min_size=0,
-            max_size=max_size,
-            open=False,
-            kwargs={**read_only_kwargs(url), "connect_timeout": int(timeout_s)},
-            check=ConnectionPool.check_connection,
-            max_idle=300,
-            name="spacetime-deck",
-        )
-        self.pool.open(wait=False)
+        self._idle: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
 
     def close(self) -> None:
-        self.pool.close()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    def _take(self) -> psycopg.Connection:
+        with self._lock:
+            while self._idle:
+                conn = self._idle.pop()
+                if not conn.closed:
+                    return conn
+        return connect_read_only(self.url, timeout_s=self.timeout_s)
+
+    def _give_back(self, conn: psycopg.Connection) -> None:
+        with self._lock:
+            if not conn.closed and len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
 
     def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         """All rows of one (read-only) query as dicts."""
-        try:
-            with self.pool.connection(timeout=self.timeout_s) as conn, conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(sql, params)
-                return cur.fetchall() if cur.description is not None else []
-        except psycopg.OperationalError as exc:
-            raise connect_error(self.url, exc) from None
-        except psycopg.errors.UndefinedTable:
-            raise StoreError(
-                "the database has no Space Time schema yet: run `spacetime db migrate` or start a book with "
-                "`spacetime run`"
-            ) from None
-        except Exception as exc:  # psycopg_pool.PoolTimeout
-            if type(exc).__name__ == "PoolTimeout":
-                raise StoreError(f"cannot reach the database within {self.timeout_s:.0f} s: {exc}") from None
-            raise
+        for attempt in (1, 2):
+            conn = self._take()
+            try:
+                with conn.cursor(row_factory=dict_row) as cur:
+                    cur.execute(sql, params)
+                    found = cur.fetchall() if cur.description is not None else []
+            except psycopg.errors.QueryCanceled:
+                self._give_back(conn)
+                raise StoreError("a deck query ran longer than 15 s and was cancelled (statement_timeout)") from None
+            except psycopg.OperationalError as exc:
+                conn.close()
+                if attempt == 1:
+                    continue  # a connection from before a restart: once more on a new one
+                raise connect_error(self.url, exc) from None
+            except psycopg.errors.UndefinedTable:
+                self._give_back(conn)
+                raise StoreError(
+                    "the database has no Space Time schema yet: run `spacetime db migrate` or start a book with "
+                    "`spacetime run`"
+                ) from None
+            except BaseException:
+                self._give_back(conn)
+                raise
+            self._give_back(conn)
+            return found
+        raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ books and the live version
     def books(self) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ pipeline mode, COPY for the votes); a failure anywhere leaves nothing of that ep
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -92,6 +94,48 @@ FROM agents a JOIN personas p USING (persona_id)
 """
 
 
+def _lock_key(book: Book) -> int:
+    return uuid.UUID(str(book.book_id)).int & 0x7FFF_FFFF_FFFF_FFFF
+
+
+class BookLocks:
+    """Session advisory locks of several books on one connection (see ``Store.book_locks``)."""
+
+    def __init__(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        self._conn = conn
+        self._guard = asyncio.Lock()
+        self._held: set[int] = set()
+
+    @asynccontextmanager
+    async def hold(self, book: Book) -> AsyncIterator[None]:
+        """Hold ``book`` for this process; ``ConfigError`` when another process plays it."""
+        key = _lock_key(book)
+        async with self._guard:
+            cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
+            got = (await cur.fetchone())[0]  # type: ignore[index]
+            if got:
+                self._held.add(key)
+        if not got:
+            raise ConfigError(
+                f"book {book.name!r} is being played by another spacetime process: wait for it to finish "
+                "or stop it, or run another --book"
+            )
+        try:
+            yield
+        finally:
+            async with self._guard:
+                if key in self._held:
+                    self._held.discard(key)
+                    with contextlib.suppress(psycopg.OperationalError):  # a lost session holds no lock anyway
+                        await self._conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    async def release_all(self) -> None:
+        async with self._guard:
+            for key in list(self._held):
+                await self._conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+            self._held.clear()
+
+
 class Store:
     """Async access to one database through a connection pool with pgvector types registered."""
 
@@ -147,6 +191,17 @@ class Store:
                 yield
             finally:
                 await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+
+    @asynccontextmanager
+    async def book_locks(self) -> AsyncIterator[BookLocks]:
+        """``book_lock`` for many books played by one process: their advisory locks live on ONE pooled connection
+        (100 books hold one connection, not 100). ``async with locks.hold(book):`` inside."""
+        async with self.pool.connection() as conn:
+            locks = BookLocks(conn)
+            try:
+                yield locks
+            finally:
+                await locks.release_all()
 
     # ---------------------------------------------------------------- personas and agents
     async def upsert_personas(self, personas: Sequence[Persona], *, book_id: UUID | None = None) -> None:
@@ -418,7 +473,14 @@ class Store:
                 }
                 for r in roster
             ],
+            "lineage": await _lineage(self, book.book_id),
         }
+
+
+async def _lineage(store: Store, book_id: UUID) -> list[dict[str, Any]]:
+    from spacetime.store.reaper_store import lineage  # with the rest of the Reaper's SQL
+
+    return await lineage(store, book_id)
 
 
 async def _configure(conn: psycopg.AsyncConnection) -> None:

@@ -53,6 +53,7 @@ CREATE TABLE reaper_events (
     source        TEXT NOT NULL,    -- where the newcomer came from: reserve, bred, bred-fallback, operator
     prepared_s    DOUBLE PRECISION, -- time spent preparing the newcomer, off the loop
     stall_ms      DOUBLE PRECISION, -- time the epoch loop waited on the Reaper at this boundary
+    note          TEXT,             -- e.g. how a bred persona was made and which model answers were rejected
     created_at    TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX reaper_events_book ON reaper_events (book_id, epoch_no);

@@ -1,0 +1,204 @@
+"""Agent memory: each agent's own bounded notes across epochs (pure: no I/O, no asyncio).
+
+After every epoch each agent that took part gets one note: what it wrote, how it was scored, and what the
+reviewers said — anonymized (no voter is named; aliases and persona names in rationales are masked). An agent keeps
+its last ``MAX_NOTES`` notes; they are stored in ``agents.memory`` (JSONB) as ``[{"epoch": n, "note": "…"}, …]``,
+rendered into the agent's next draft prompts, dropped from the running book when the agent dies and kept in the
+archive (``agent_archive.memory``).
+
+The same :class:`Feedback` is built from the in-memory ``EpochRecord`` right after the commit (no database round
+trip on the loop) or from the stored epoch when a resumed book catches up on notes it had not saved yet; both give
+the same note.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from spacetime.canon import split_title
+from spacetime.domain import EpochRecord
+
+MAX_NOTES = 4
+"""Notes an agent keeps (the oldest is forgotten first)."""
+NOTE_MAX = 260
+"""Characters per note."""
+RATIONALE_MAX = 90
+"""Characters per quoted rationale."""
+QUOTED_RATIONALES = 2
+"""Rationales quoted per note: the harshest and the kindest."""
+
+_ALIAS = re.compile(r"\bAnonymous_[A-Za-z]+_\d+\b")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """What one agent learned from one epoch."""
+
+    epoch_no: int
+    title: str | None
+    """Title of its draft (``None``: it forfeited and wrote nothing)."""
+    words: int
+    truncated: bool
+    mean_insight: float | None
+    rank: int | None
+    """1 = the best-scored draft of the epoch."""
+    drafts: int
+    won: bool
+    rating_before: float
+    rating_after: float
+    rationales: tuple[tuple[int, str], ...] = ()
+    """(insight score, rationale) received, already anonymized."""
+    eliminated: bool = False
+
+
+def anonymize(text: str, own_alias: str | None, aliases: Iterable[str], names: Iterable[str]) -> str:
+    """Mask who is who in a rationale: the agent's own alias → "your draft", other aliases → "another draft",
+    persona names (which could reveal a voter) → "an author"."""
+    out = text
+    for alias in sorted(set(aliases), key=len, reverse=True):
+        out = out.replace(alias, "your draft" if alias == own_alias else "another draft")
+    out = _ALIAS.sub("another draft", out)
+    for name in sorted({n for n in names if n}, key=len, reverse=True):
+        out = re.sub(rf"\b(?:the\s+)?{re.escape(name)}\b", "an author", out, flags=re.IGNORECASE)
+    return _SPACES.sub(" ", out).strip()
+
+
+def _clip(text: str, limit: int) -> str:
+    text = _SPACES.sub(" ", text).strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def note_for(fb: Feedback) -> str:
+    """One short note (at most ``NOTE_MAX`` characters), in the second person."""
+    if fb.title is None:
+        head = f"Epoch {fb.epoch_no}: you wrote nothing (forfeit)"
+    else:
+        cut = ", cut by the length limit: −5" if fb.truncated else ""
+        head = f"Epoch {fb.epoch_no}: you wrote “{_clip(fb.title, 50)}” ({fb.words} words{cut})"
+    parts = [head]
+    if fb.mean_insight is not None and fb.rank is not None:
+        parts.append(f"mean insight {fb.mean_insight:.1f}, {_ordinal(fb.rank)} of {fb.drafts}")
+    if fb.won:
+        parts.append("it became the chapter")
+    parts.append(f"rating {fb.rating_before:.0f}→{fb.rating_after:.0f}")
+    text = "; ".join(parts) + "."
+    if fb.rationales:
+        ordered = sorted(fb.rationales, key=lambda r: (r[0], r[1]))
+        picked = [ordered[0]] if len(ordered) == 1 else [ordered[0], ordered[-1]][:QUOTED_RATIONALES]
+        quotes = "; ".join(f"{score}/10 “{_clip(why, RATIONALE_MAX)}”" for score, why in picked if why.strip())
+        if quotes:
+            text += f" Reviewers: {quotes}."
+    return _clip(text, NOTE_MAX)
+
+
+def feedback_from_record(record: EpochRecord, names: Mapping[UUID, str]) -> dict[UUID, Feedback]:
+    """Feedback for every agent that took part in ``record`` (drafted or forfeited). ``names``: agent id → name."""
+    drafts = {d.agent_id: d for d in record.drafts}
+    ranked = sorted(record.scores, key=lambda s: (-s.total, str(s.agent_id)))
+    rank = {s.agent_id: i + 1 for i, s in enumerate(ranked)}
+    score = {s.agent_id: s for s in record.scores}
+    ratings = {r.agent_id: r for r in record.ratings}
+    received: dict[UUID, list[tuple[int, str]]] = {}
+    for ballot in record.ballots:
+        for vote in ballot.votes:
+            received.setdefault(vote.target_id, []).append((vote.insight_score, vote.rationale))
+    all_aliases = list(record.aliases.values())
+    out: dict[UUID, Feedback] = {}
+    for agent_id in record.active_agent_ids:
+        draft = drafts.get(agent_id)
+        change = ratings.get(agent_id)
+        before = change.before if change else 0.0
+        after = change.after if change else before
+        own = record.aliases.get(agent_id)
+        out[agent_id] = Feedback(
+            epoch_no=record.epoch_no,
+            title=None if draft is None else split_title(draft.text, record.epoch_no)[0],
+            words=0 if draft is None else len(draft.text.split()),
+            truncated=bool(draft and draft.truncated),
+            mean_insight=score[agent_id].mean_insight if agent_id in score and score[agent_id].votes else None,
+            rank=rank.get(agent_id),
+            drafts=len(record.drafts),
+            won=agent_id == record.decision.winner_id,
+            rating_before=before,
+            rating_after=after,
+            rationales=tuple(
+                (s, anonymize(r, own, all_aliases, names.values())) for s, r in received.get(agent_id, ())
+            ),
+            eliminated=agent_id == record.decision.loser_id,
+        )
+    return out
+
+
+def feedback_from_stored(stored: Mapping[str, Any]) -> dict[UUID, Feedback]:
+    """The same feedback as :func:`feedback_from_record`, from a stored epoch
+    (``spacetime.store.reaper_store.stored_epoch``)."""
+    epoch = stored["epoch"]
+    epoch_no = int(epoch["epoch_no"])
+    drafts = {d["agent_id"]: d for d in stored["drafts"]}
+    ratings = {r["agent_id"]: r for r in stored["ratings"]}
+    ranked = sorted(drafts.values(), key=lambda d: (-(d["score"] if d["score"] is not None else 0.0),
+                                                    str(d["agent_id"])))  # fmt: skip
+    rank = {d["agent_id"]: i + 1 for i, d in enumerate(ranked)}
+    aliases = [d["alias"] for d in drafts.values()]
+    received: dict[UUID, list[tuple[int, str]]] = {}
+    for v in stored["votes"]:
+        received.setdefault(v["target_agent_id"], []).append((v["insight_score"], v["rationale"] or ""))
+    out: dict[UUID, Feedback] = {}
+    for agent_id in epoch["active_agent_ids"] or ():
+        draft = drafts.get(agent_id)
+        rating = ratings.get(agent_id)
+        before = rating["rating_before"] if rating else 0.0
+        own = draft["alias"] if draft else None
+        out[agent_id] = Feedback(
+            epoch_no=epoch_no,
+            title=None if draft is None else split_title(draft["text"], epoch_no)[0],
+            words=0 if draft is None else len(draft["text"].split()),
+            truncated=bool(draft and draft["truncated"]),
+            mean_insight=draft["mean_insight"] if draft and draft["votes_received"] else None,
+            rank=rank.get(agent_id),
+            drafts=len(drafts),
+            won=agent_id == epoch["winner_agent_id"],
+            rating_before=before,
+            rating_after=rating["rating_after"] if rating else before,
+            rationales=tuple((s, anonymize(r, own, aliases, stored["names"])) for s, r in received.get(agent_id, ())),
+            eliminated=agent_id == epoch["loser_agent_id"],
+        )
+    return out
+
+
+def remember(notes: Sequence[Mapping[str, Any]], fb: Feedback, *, limit: int = MAX_NOTES) -> list[dict[str, Any]]:
+    """``notes`` with the note for ``fb`` (replacing a note of the same epoch), keeping the last ``limit``."""
+    kept = [dict(n) for n in notes if n.get("epoch") != fb.epoch_no]
+    kept.append({"epoch": fb.epoch_no, "note": note_for(fb)})
+    kept.sort(key=lambda n: n["epoch"])
+    return kept[-limit:]
+
+
+def parse_memory(raw: Any) -> list[dict[str, Any]]:
+    """Stored JSONB → notes (tolerant: anything that is not a note is dropped)."""
+    if not isinstance(raw, list):
+        return []
+    notes = []
+    for item in raw:
+        if isinstance(item, dict) and isinstance(item.get("epoch"), int) and isinstance(item.get("note"), str):
+            notes.append({"epoch": item["epoch"], "note": item["note"]})
+    return sorted(notes, key=lambda n: n["epoch"])
+
+
+def last_epoch(notes: Sequence[Mapping[str, Any]]) -> int:
+    return max((int(n["epoch"]) for n in notes), default=0)
+
+
+def texts(notes: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    """What goes into the draft prompt."""
+    return tuple(str(n["note"]) for n in notes)
