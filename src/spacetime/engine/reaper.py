@@ -237,10 +237,17 @@ class Reaper:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 self._unused.append(await task)
+        late: list[rs.ReaperEvent] = []
         for done in self._boundary:  # newcomers stored but never seated (the book stopped): they are alive in the DB
             if done.done() and not done.cancelled() and done.exception() is None:
-                self._unused.extend(n for n, _ in done.result())
+                for newcomer, replaced in done.result():
+                    self._unused.append(newcomer)
+                    late.append(rs.ReaperEvent(self._epochs, "elimination" if replaced else "top-up", replaced,
+                                               newcomer.seat.agent.agent_id, newcomer.source, newcomer.prepared_s,
+                                               None, newcomer.note))  # fmt: skip
         self._boundary.clear()
+        with contextlib.suppress(psycopg.Error):
+            await rs.log_events(self.store, self.book.book_id, late)
         for newcomer in self._unused:
             await newcomer.seat.runner.close()
         self._unused.clear()
@@ -257,7 +264,7 @@ class Reaper:
         self._names.update(names)
         loser = record.decision.loser_id
         seat = seats.pop(loser, None)
-        for agent_id, fb in mem.feedback_from_record(record, names).items():
+        for agent_id, fb in mem.feedback_from_record(record, self._names).items():  # every name ever in the book
             self._memory[agent_id] = mem.remember(self._memory.get(agent_id, []), fb)
         notes = [(a, self._memory[a]) for a in record.active_agent_ids if a in self._memory]
         self._memory.pop(loser, None)  # gone from the living book; kept in agents.memory and the archive
@@ -314,8 +321,8 @@ class Reaper:
         self.stats.arrivals += len(entered)
         events = []
         for newcomer, replaced, kind in entered:
-            replaced_name = None if replaced is None else self._names.get(replaced)
-            self.emit(AgentEntered(newcomer.persona.name, replaced_name, newcomer.persona.origin.value, self._epochs))
+            if kind == "swap":
+                self._announce([(newcomer, replaced)], self._epochs)
             events.append(rs.ReaperEvent(self._epochs, kind, replaced, newcomer.seat.agent.agent_id, newcomer.source,
                                          newcomer.prepared_s, stall_ms, newcomer.note))  # fmt: skip
         log.info("boundary after epoch %d: %d newcomer(s), loop waited %.2f ms", self._epochs, len(entered), stall_ms)
@@ -351,6 +358,7 @@ class Reaper:
                 job.done.set_exception(exc)
             raise
         job.done.set_result(arrivals)
+        self._announce(arrivals, job.epoch_no)
         # off the loop from here on
         self._ensure_prep()
         await rs.save_memories(self.store, job.memories)
@@ -364,7 +372,13 @@ class Reaper:
                 job.done.set_exception(exc)
             raise
         job.done.set_result(arrivals)
+        self._announce(arrivals, job.epoch_no)
         self._ensure_prep()
+
+    def _announce(self, arrivals: Sequence[tuple[Newcomer, UUID | None]], epoch_no: int) -> None:
+        for newcomer, replaced in arrivals:
+            gone = None if replaced is None else self._names.get(replaced)
+            self.emit(AgentEntered(newcomer.persona.name, gone, newcomer.persona.origin.value, epoch_no))
 
     async def _seat_newcomer(self, epoch_no: int, replaced: UUID | None) -> tuple[Newcomer, UUID | None]:
         """Store the prepared successor (or a quick one) as a living agent that entered after ``epoch_no``."""

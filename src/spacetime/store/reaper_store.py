@@ -78,7 +78,8 @@ async def save_memories(store: Store, memories: Iterable[tuple[UUID, list[dict[s
 
 async def stored_epoch(store: Store, book_id: UUID, epoch_no: int) -> dict[str, Any] | None:
     """What ``spacetime.engine.memory.feedback_from_stored`` needs to rebuild the agents' notes of a stored epoch:
-    ``{"epoch": row, "drafts": [...], "ratings": [...], "votes": [...], "names": [...]}`` (``None``: no such epoch)."""
+    ``{"epoch": row, "drafts": [...], "ratings": [...], "votes": [...], "names": [...]}`` (``None``: no such epoch);
+    ``names`` are every agent name of the book (masked in rationales)."""
     epochs = await _rows(
         store,
         "SELECT epoch_id, epoch_no, active_agent_ids, winner_agent_id, loser_agent_id FROM simulation_epochs "
@@ -97,8 +98,7 @@ async def stored_epoch(store: Store, book_id: UUID, epoch_no: int) -> dict[str, 
                                (eid,)),
         "votes": await _rows(store, "SELECT target_agent_id, insight_score, rationale FROM peer_votes "
                                     "WHERE epoch_id = %s", (eid,)),
-        "names": [r["name"] for r in await _rows(store, "SELECT name FROM agents WHERE agent_id = ANY(%s)",
-                                                  (list(epoch["active_agent_ids"] or ()),))],
+        "names": [r["name"] for r in await _rows(store, "SELECT name FROM agents WHERE book_id = %s", (book_id,))],
     }  # fmt: skip
 
 

@@ -28,7 +28,7 @@ from spacetime.domain import BallotStatus, Vote
 
 SCORE_MIN = 1
 SCORE_MAX = 10
-RATIONALE_MAX_CHARS = 300
+RATIONALE_MAX_CHARS = 200
 """``maxLength`` of a rationale in the schema (about one or two sentences)."""
 RATIONALE_KEEP_CHARS = 1000
 """A rationale longer than this (from a model that ignored the schema) is cut, with a problem noted."""
@@ -93,7 +93,7 @@ def ballot_schema(aliases: Sequence[str], *, portable: bool = False) -> dict[str
     Each alias maps to ``{"insight_score": integer in 1..10, "rationale": string}``; ``additionalProperties`` is
     false at both levels. The score is an ``enum`` of the ten integers, which every constrained decoder honours
     (OpenAI strict ``json_schema``, vLLM, llama.cpp grammars via ``{"type": "json_object", "schema": …}``). The
-    rationale carries ``maxLength: 300`` unless ``portable`` is true (for providers whose strict mode rejects
+    rationale carries ``maxLength: 200`` unless ``portable`` is true (for providers whose strict mode rejects
     length constraints).
     """
     rationale: dict[str, Any] = {"type": "string"}
