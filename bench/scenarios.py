@@ -131,10 +131,10 @@ async def _scaling(db_url: str, server: ServerProcess, n: int, repeats: int, max
         try:
             await director.play_epoch()  # warm-up
             for _ in range(repeats):
-                seated.append(len(director.seats))
                 server.reset()
                 c0, t0 = time.process_time(), time.perf_counter()
-                await director.play_epoch()
+                outcome = await director.play_epoch()
+                seated.append(outcome.drafts + outcome.forfeits)
                 cpu.append(time.process_time() - c0)
                 wall.append(time.perf_counter() - t0)
                 s = server.stats()

@@ -114,7 +114,8 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     if s := results.get("speedup"):
         rows.append((f"epoch speedup vs RoundRobinGroupChat, N = {s['n']}",
                      f"{s['speedup']:.2f}× ({s['sequential_s']:.2f} s → {s['parallel_s']:.2f} s)",
-                     f"≥ 6.5× (limit {s['n']}×)", s["speedup"] >= 6.5 if s["n"] == 7 else s["speedup"] > 1))
+                     f"≥ 6.5× (limit {s['n']}×)" if s["n"] == 7 else f"> 1× (limit {s['n']}×)",
+                     s["speedup"] >= 6.5 if s["n"] == 7 else s["speedup"] > 1))
         rows.append((f"epoch wall ÷ (slowest draft + slowest ballot), N = {s['n']}", f"{s['overhead_ratio']:.3f}",
                      "≤ 1.05", s["overhead_ratio"] <= 1.05))
         rows.append((f"LLM calls per parallel epoch, N = {s['n']}", f"{s['calls']:.0f} (baseline: "

@@ -60,6 +60,9 @@ class EpochProgress:
         elif isinstance(event, ev.DraftForfeited):
             self._set(event.agent, draft="[red]forfeit[/]")
             self._line(f"  {event.agent} forfeits: {event.reason}")
+        elif isinstance(event, ev.JudgmentStarted):
+            for voter in event.voters:
+                self._set(voter, ballot="judging…")
         elif isinstance(event, ev.BallotDone):
             self._set(event.voter, ballot=f"{event.status} ({event.votes} votes)")
         elif isinstance(event, ev.EpochRetry):
@@ -88,7 +91,7 @@ class EpochProgress:
         self.rows.setdefault(agent, {"draft": "", "tokens": "", "latency": "", "ballot": ""}).update(values)
         if self.live is not None:
             self.live.update(self._table())
-        elif "draft" in values and values["draft"] != "drafting…" or "ballot" in values:
+        elif ("draft" in values and values["draft"] != "drafting…") or values.get("ballot", "judging…") != "judging…":
             what = values.get("ballot") or values.get("draft", "")
             extra = f" {values['tokens']} tokens in {values['latency']}" if "tokens" in values else ""
             self.console.print(f"  {agent}: {what}{extra}", highlight=False)

@@ -35,6 +35,11 @@ class DraftForfeited:
 
 
 @dataclass(frozen=True, slots=True)
+class JudgmentStarted:
+    voters: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class BallotDone:
     voter: str
     status: str
@@ -68,7 +73,15 @@ class AgentEntered:
 
 
 Event = (
-    EpochStarted | DraftStarted | DraftDone | DraftForfeited | BallotDone | EpochRetry | EpochCommitted | AgentEntered
+    EpochStarted
+    | DraftStarted
+    | DraftDone
+    | DraftForfeited
+    | JudgmentStarted
+    | BallotDone
+    | EpochRetry
+    | EpochCommitted
+    | AgentEntered
 )
 Listener = Callable[[Event], None]
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from uuid import UUID
 
 from spacetime.domain import Ballot, BallotStatus, Draft, ReviewItem
-from spacetime.engine.events import BallotDone, Listener
+from spacetime.engine.events import BallotDone, JudgmentStarted, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError
 from spacetime.models.base import ChatModel
@@ -145,4 +145,5 @@ async def judgment(
         emit(BallotDone(seat.name, decision.status.value, len(votes)))
         return Ballot(voter, decision.status, votes, "\n---\n".join(raws), decision.problems)
 
+    emit(JudgmentStarted(tuple(s.name for s in seats)))
     return list(await asyncio.gather(*(one(seat, i) for i, seat in enumerate(seats))))

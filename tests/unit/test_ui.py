@@ -1,0 +1,63 @@
+"""Terminal progress: what a user reads while an epoch plays (non-TTY: one line per event)."""
+
+from __future__ import annotations
+
+import io
+import uuid
+
+from rich.console import Console
+
+from spacetime.engine import events as ev
+from spacetime.ui import EpochProgress, print_status
+
+
+def _progress() -> tuple[EpochProgress, io.StringIO]:
+    buf = io.StringIO()
+    return EpochProgress(Console(file=buf, force_terminal=False, width=120)), buf
+
+
+def test_progress_lines_tell_the_story_of_an_epoch() -> None:
+    progress, buf = _progress()
+    for event in (
+        ev.EpochStarted("demo", 3, ("Physicist", "Financier", "Politician")),
+        ev.DraftStarted("Physicist"),
+        ev.DraftDone("Physicist", 2048, True, 31.5),
+        ev.DraftDone("Financier", 300, False, 4.0),
+        ev.DraftForfeited("Politician", "model endpoint 'vllm': HTTP 503"),
+        ev.JudgmentStarted(("Physicist", "Financier", "Politician")),
+        ev.BallotDone("Physicist", "ok", 1),
+        ev.BallotDone("Financier", "abstained", 0),
+        ev.EpochCommitted(3, uuid.uuid4(), "Financier", "Physicist", "Money as time", 40.2, 2348),
+        ev.AgentEntered("Cyberneticist", "Physicist", "builtin", 3),
+    ):
+        progress(event)
+    progress.close()
+    out = buf.getvalue()
+    assert "demo · epoch 3" in out
+    assert "Physicist: truncated −5 2048 tokens in 31.5s" in out
+    assert "Financier: done 300 tokens in 4.0s" in out
+    assert "Politician forfeits: model endpoint 'vllm': HTTP 503" in out
+    assert "Financier: abstained (0 votes)" in out
+    assert "judging" not in out and "drafting" not in out  # transient states are not printed off a TTY
+    assert "chapter “Money as time” by the Financier; Physicist eliminated" in out
+    assert "Cyberneticist (builtin) enters replacing Physicist" in out
+
+
+def test_status_table_and_empty_state() -> None:
+    buf = io.StringIO()
+    import spacetime.ui as ui
+
+    old = ui.console
+    ui.console = Console(file=buf, force_terminal=False, width=140)
+    try:
+        print_status([])
+        print_status([{"book": "b", "epochs": 2, "chapters": 2, "topic": "Time", "roster": [
+            {"name": "Physicist", "discipline": "Physics", "status": "alive", "rating": 1512.3, "born_epoch": 0,
+             "died_epoch": None, "replaced": None},
+            {"name": "Financier", "discipline": "Finance", "status": "eliminated", "rating": 1480.0,
+             "born_epoch": 0, "died_epoch": 2, "replaced": None}]}])
+    finally:
+        ui.console = old
+    out = buf.getvalue()
+    assert "No books yet" in out
+    assert "b — 2 epoch(s), 2 chapter(s)" in out and "1512.3" in out and "eliminated" in out
