@@ -37,7 +37,7 @@ def make_epoch(book_id: UUID, epoch_no: int, agents: list[Agent], *, rng: random
         Draft(agent_id=i, text=f"Chapter draft by {a.name} in epoch {epoch_no}. " * 5,
               finish_reason=FinishReason.LENGTH if k == 0 else FinishReason.STOP,
               prompt_tokens=300, completion_tokens=200 + k, latency_s=1.0 + k / 10)
-        for k, (i, a) in enumerate(zip(ids, agents))
+        for k, (i, a) in enumerate(zip(ids, agents, strict=True))
     )
     aliases = {i: f"Anonymous_Scribe_{k + 1}" for k, i in enumerate(ids)}
     ballots = []

@@ -49,7 +49,8 @@ class EpochProgress:
     def __call__(self, event: Any) -> None:
         ev = self.ev
         if isinstance(event, ev.EpochStarted):
-            self.title = f"{event.book} · epoch {event.epoch_no}" + (f" (try {event.attempt})" if event.attempt > 1 else "")
+            retry = f" (try {event.attempt})" if event.attempt > 1 else ""
+            self.title = f"{event.book} · epoch {event.epoch_no}{retry}"
             self.rows = {name: {"draft": "waiting", "tokens": "", "latency": "", "ballot": ""} for name in event.agents}
             self._start()
         elif isinstance(event, ev.DraftStarted):

@@ -14,8 +14,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -28,9 +28,9 @@ from spacetime.engine.events import AgentEntered, EpochStarted
 from spacetime.engine.memory import MAX_NOTES
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
+from spacetime.errors import ConfigError
 from spacetime.models.base import Embedder
 from spacetime.models.fake import HashEmbedder, ScriptedCall, ScriptedModel
-from spacetime.errors import ConfigError
 from spacetime.personas import builtin_personas
 from spacetime.store import reaper_store as rs
 from spacetime.store.store import Store

@@ -5,7 +5,6 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from spacetime.domain import PersonaOrigin
 from spacetime.errors import ConfigError, StoreError
 from spacetime.store.store import Store
 from tests.factories import NAMES, make_epoch, persona

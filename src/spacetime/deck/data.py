@@ -22,7 +22,6 @@ from spacetime.deck import ENV_URL
 from spacetime.models.registry import EndpointSpec, build_embedder
 from spacetime.store.deck_queries import DeckReader, Version
 
-
 VersionKey = tuple[int, ...]
 
 

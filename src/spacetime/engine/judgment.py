@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from uuid import UUID
 
-from spacetime.domain import Ballot, BallotStatus, Draft, ReviewItem
+from spacetime.domain import Ballot, BallotStatus, Draft, ReviewItem, Vote
 from spacetime.engine.events import BallotDone, JudgmentStarted, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError
@@ -138,7 +138,7 @@ async def judgment(
             emit(BallotDone(seat.name, BallotStatus.ABSTAINED.value, 0))
             return Ballot(voter, BallotStatus.ABSTAINED, (), "\n---\n".join(raws), (f"model error: {exc}",))
         assert decision.status is not None
-        votes = ()
+        votes: tuple[Vote, ...] = ()
         if decision.chosen is not None:
             excerpted = {item.alias: item.excerpted for item in items}
             votes = to_votes(voter, decision.chosen, alias_to_author, penalties, excerpted)

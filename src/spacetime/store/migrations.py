@@ -54,7 +54,7 @@ def migrate(conn: psycopg.Connection) -> list[int]:
             if migration.version in done:
                 continue
             try:
-                conn.execute(migration.sql.encode())  # type: ignore[arg-type]
+                conn.execute(migration.sql.encode())
             except (pg_errors.FeatureNotSupported, pg_errors.UndefinedFile) as exc:
                 if "vector" in str(exc):
                     raise StoreConfigError(

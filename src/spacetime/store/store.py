@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -57,7 +57,7 @@ class Chapter:
 
 def _ts(value: float | None) -> datetime | None:
     # The spec's columns are TIMESTAMP (without time zone): store UTC.
-    return None if value is None else datetime.fromtimestamp(value, tz=timezone.utc).replace(tzinfo=None)
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC).replace(tzinfo=None)
 
 
 def _vec(values: Sequence[float] | None) -> np.ndarray | None:
@@ -245,7 +245,9 @@ class Store:
                     )
                 ).fetchone()
             except psycopg.errors.UniqueViolation:
-                raise ConfigError(f"{persona.name} has already played in this book: an agent is never revived") from None
+                raise ConfigError(
+                    f"{persona.name} has already played in this book: an agent is never revived"
+                ) from None
         assert row is not None
         return Agent(row[0], persona, rating, AgentStatus.ALIVE, born_epoch, None, model)
 
@@ -277,7 +279,7 @@ class Store:
                     "winner_agent_id, loser_agent_id, book_id, epoch_no) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         epoch_id,
-                        _ts(record.start_time) or datetime.now(timezone.utc).replace(tzinfo=None),
+                        _ts(record.start_time) or datetime.now(UTC).replace(tzinfo=None),
                         _ts(record.end_time),
                         list(record.active_agent_ids),
                         decision.winner_id,
@@ -383,7 +385,8 @@ class Store:
                 )
                 await cur.execute("SELECT pg_notify(%s, %s)", (EPOCH_CHANNEL, str(epoch_id)))
         except psycopg.errors.UniqueViolation as exc:
-            raise StoreError(f"epoch {record.epoch_no} of this book is already recorded ({exc.diag.constraint_name})") from None
+            where = exc.diag.constraint_name
+            raise StoreError(f"epoch {record.epoch_no} of this book is already recorded ({where})") from None
         except psycopg.OperationalError as exc:
             raise StoreError(f"lost the database while writing epoch {record.epoch_no}: {exc}") from None
         return epoch_id
