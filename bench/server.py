@@ -392,8 +392,12 @@ class BenchServer:
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     @property
+    def root(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return f"{self.root}/v1"
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 latency = LatencyModel(ttft_s=0.1, per_token_s=0.004, output_tokens=100, slots=args.slots)
                 counts = sorted({c for c in (1, 10, 25, 50, 100, args.max_books) if c <= args.max_books})
-                results["books"] = scenarios.books(db, latency, counts=counts, agents=7, window_s=10.0,
+                results["books"] = scenarios.books(db, latency, counts=counts, agents=7, window_s=5.0,
                                                    max_tokens=128)  # fmt: skip
         if "commit" in sections:
             step("epoch commit on the embedded PostgreSQL")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -54,8 +54,11 @@ def _clean_streamlit_caches() -> Iterator[None]:
     st.cache_resource.clear()
 
 
+MakeApp = Callable[[str], AppTest]
+
+
 @pytest.fixture
-def deck_app(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def deck_app(monkeypatch: pytest.MonkeyPatch) -> MakeApp:
     """``deck_app(url)`` → an AppTest of the deck on that database (not yet run)."""
 
     def make(url: str) -> AppTest:

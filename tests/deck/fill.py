@@ -96,7 +96,8 @@ async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, to
             topic_of = {a.agent_id: TOPICS[(e + k) % len(TOPICS)] for k, a in enumerate(alive)}
             drafts = tuple(dataclasses.replace(d, text=f"On {topic_of[d.agent_id]}: a chapter draft of epoch {e}.")
                            for d in record.drafts)
-            vectors = dict(zip([d.agent_id for d in drafts], await semantic.embed([d.text for d in drafts])))
+            embedded = await semantic.embed([d.text for d in drafts])
+            vectors = dict(zip([d.agent_id for d in drafts], embedded, strict=True))
             record = dataclasses.replace(record, drafts=drafts, draft_embeddings=vectors,
                                          embedding_model=semantic.name)
         record = rescore(record, alive, rng)

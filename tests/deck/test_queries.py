@@ -95,8 +95,8 @@ def test_text_search_treats_wildcards_literally(deck_db: DeckDB) -> None:
 
 
 def test_standings_flag_who_can_fall_next_epoch() -> None:
-    roster = [{"name": "A", "rating": 1600.0}, {"name": "B", "rating": 1500.0}, {"name": "C", "rating": 1500.0 + DANGER_BAND},
-              {"name": "D", "rating": 1500.0 + DANGER_BAND + 0.5}]
+    roster = [{"name": "A", "rating": 1600.0}, {"name": "B", "rating": 1500.0},
+              {"name": "C", "rating": 1500.0 + DANGER_BAND}, {"name": "D", "rating": 1500.0 + DANGER_BAND + 0.5}]
     out = {s.name: s for s in standings(roster)}
     assert out["B"].risk == "next out" and out["B"].gap == 0
     assert out["C"].risk == "can fall" and out["D"].risk == "safe" and out["A"].risk == "safe"

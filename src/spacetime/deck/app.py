@@ -35,7 +35,8 @@ class View:
 
     @property
     def book_id(self) -> UUID:
-        return self.book["book_id"]
+        book_id: UUID = self.book["book_id"]
+        return book_id
 
     @property
     def key(self) -> data.VersionKey:
@@ -229,7 +230,7 @@ def section_epoch(v: View) -> None:
     per_row = 3
     for start in range(0, len(drafts), per_row):
         cols = st.columns(per_row)
-        for col, d in zip(cols, drafts[start : start + per_row]):
+        for col, d in zip(cols, drafts[start : start + per_row], strict=False):
             with col.container(border=True):
                 if d["winner"]:
                     st.markdown(f"#### ★ {d['author']}")
@@ -270,8 +271,14 @@ def section_book(v: View) -> None:
         if not found.hits:
             st.info("Nothing found.")
         for k, hit in enumerate(found.hits):
-            where = f"Chapter {hit['position']}: {hit['label']}" if hit["kind"] == "chapter" else f"Draft `{hit['label']}`"
-            near = f" · similarity {1 - hit['distance']:.3f}" if "distance" in hit and hit["distance"] is not None else ""
+            if hit["kind"] == "draft":
+                where = f"Draft `{hit['label']}`"
+            elif hit["label"].lower().startswith("chapter"):
+                where = hit["label"]
+            else:
+                where = f"Chapter {hit['position']}: {hit['label']}"
+            distance = hit.get("distance")
+            near = f" · similarity {1 - distance:.3f}" if distance is not None else ""
             with st.container(border=True):
                 st.markdown(f"**{where}** — {hit['author']}, epoch {hit['epoch_no']}{near}")
                 st.caption(hit["excerpt"] + ("…" if len(hit["excerpt"]) >= 400 else ""))
@@ -289,7 +296,9 @@ def section_book(v: View) -> None:
     pages = (len(index) + CHAPTERS_PER_PAGE - 1) // CHAPTERS_PER_PAGE
     page = 1
     if pages > 1:
-        page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, value=1, step=1, key="page"))
+        if not 1 <= st.session_state.get("page", 1) <= pages:  # another book was shorter or longer
+            st.session_state["page"] = 1
+        page = int(st.number_input(f"Page (of {pages})", min_value=1, max_value=pages, step=1, key="page"))
     first = (page - 1) * CHAPTERS_PER_PAGE + 1
     for ch in data.chapter_texts(v.url, v.book_id, first, first + CHAPTERS_PER_PAGE - 1):
         with st.container(border=True):
@@ -316,7 +325,9 @@ def section_lineage(v: View) -> None:
     )
     st.plotly_chart(figures.lineage_figure(nodes, v.version.latest_epoch), key="lineage", config=PLOT_CONFIG)
     names = [a["name"] for a in everyone]
-    who = st.selectbox("Trace an agent's ancestry", names, index=len(names) - 1, key="trace")
+    if st.session_state.get("trace") not in names:  # first visit, or another book
+        st.session_state["trace"] = names[-1]
+    who = st.selectbox("Trace an agent's ancestry", names, key="trace")
     st.markdown(_ancestry(who, everyone))
     st.dataframe(
         [{"agent": a["name"], "origin": a["origin"], "parents": " × ".join(a["parents"] or []),
@@ -330,7 +341,7 @@ def _ancestry(name: str, everyone: list[dict[str, Any]], depth: int = 10) -> str
     """The chain of seats behind one agent: whom it replaced, whom that one replaced, … (and bred parents)."""
     by_name = {a["name"]: a for a in everyone}
     by_id = {a["agent_id"]: a for a in everyone}
-    lines = []
+    lines: list[str] = []
     a: dict[str, Any] | None = by_name.get(name)
     while a is not None and len(lines) < depth:
         kind = f"bred from {' × '.join(a['parents'])}" if a["parents"] else a["origin"]
@@ -408,7 +419,7 @@ def main() -> None:
     m[3].metric("Eliminated", ov["eliminated"])
     m[4].metric("Leader", ov["leader"] or "—")
     tabs = st.tabs(SECTIONS, key="section", bind="query-params")
-    for label, tab in zip(SECTIONS, tabs):
+    for label, tab in zip(SECTIONS, tabs, strict=True):
         with tab:
             if tab.open is not False:
                 try:

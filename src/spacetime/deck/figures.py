@@ -18,13 +18,13 @@ import plotly.graph_objects as go
 
 from spacetime.tournament.rating import K_FACTOR
 
-SCORE_SCALE = [
-    [0.0, "#b2182b"],
-    [0.25, "#ef8a62"],
-    [0.5, "#fddbc7"],
-    [0.62, "#d1e5f0"],
-    [0.8, "#67a9cf"],
-    [1.0, "#2166ac"],
+SCORE_SCALE: list[tuple[float, str]] = [
+    (0.0, "#b2182b"),
+    (0.25, "#ef8a62"),
+    (0.5, "#fddbc7"),
+    (0.62, "#d1e5f0"),
+    (0.8, "#67a9cf"),
+    (1.0, "#2166ac"),
 ]
 """Insight 1 (red) … 10 (blue): diverging, readable for red-green colour blindness."""
 WINNER = "#d4a017"
@@ -72,7 +72,8 @@ def matrix_figure(votes: Sequence[dict[str, Any]], drafts: Sequence[dict[str, An
     drafts are outlined in red, every cell's hover carries the rationale."""
     order = [d["author"] for d in drafts]
     targets = order + sorted({v["target"] for v in votes} - set(order))
-    voters = sorted({v["voter"] for v in votes} | set(order), key=lambda n: (n not in order, order.index(n) if n in order else 0, n))
+    rank = {name: k for k, name in enumerate(order)}  # voters in the columns' order, then forfeiters by name
+    voters = sorted({v["voter"] for v in votes} | set(order), key=lambda n: (n not in rank, rank.get(n, 0), n))
     by_author = {d["author"]: d for d in drafts}
     alias = {v["target"]: v["alias"] for v in votes} | {d["author"]: d["alias"] for d in drafts}
     labels = []
@@ -94,7 +95,8 @@ def matrix_figure(votes: Sequence[dict[str, Any]], drafts: Sequence[dict[str, An
             if v is None:
                 z_row.append(None)
                 t_row.append("—" if voter == t else "")
-                h_row.append(f"<b>{escape(voter)}</b> did not vote on {escape(t)}" + (" (own draft)" if voter == t else ""))
+                own = " (own draft)" if voter == t else ""
+                h_row.append(f"<b>{escape(voter)}</b> did not vote on {escape(t)}{own}")
                 continue
             z_row.append(v["insight_score"])
             t_row.append(str(v["insight_score"]))
@@ -158,7 +160,8 @@ def vote_graph_figure(votes: Sequence[dict[str, Any]], drafts: Sequence[dict[str
         hx.append(x0 + dx * 0.55 + ox)
         hy.append(y0 + dy * 0.55 + oy)
         hcolour.append(score)
-        htext.append(f"<b>{escape(v['voter'])}</b> → <b>{escape(v['target'])}</b>: {score}/10<br>{_wrap(v.get('rationale'))}")
+        who = f"<b>{escape(v['voter'])}</b> → <b>{escape(v['target'])}</b>"
+        htext.append(f"{who}: {score}/10<br>{_wrap(v.get('rationale'))}")
     fig.add_trace(go.Scatter(x=hx, y=hy, mode="markers", hovertext=htext, hovertemplate="%{hovertext}<extra></extra>",
                              marker={"size": 9, "color": hcolour, "colorscale": SCORE_SCALE, "cmin": 1, "cmax": 10,
                                      "opacity": 0.8}, showlegend=False, name="votes"))
@@ -190,12 +193,12 @@ def vote_graph_figure(votes: Sequence[dict[str, Any]], drafts: Sequence[dict[str
 
 def _scale_colour(frac: float) -> str:
     frac = min(1.0, max(0.0, frac))
-    for (f0, c0), (f1, c1) in zip(SCORE_SCALE, SCORE_SCALE[1:]):
+    for (f0, c0), (f1, c1) in zip(SCORE_SCALE, SCORE_SCALE[1:], strict=False):
         if f0 <= frac <= f1:
             t = (frac - f0) / (f1 - f0) if f1 > f0 else 0.0
             a = [int(c0[i : i + 2], 16) for i in (1, 3, 5)]
             b = [int(c1[i : i + 2], 16) for i in (1, 3, 5)]
-            r, g, bl = (round(x + (y - x) * t) for x, y in zip(a, b))
+            r, g, bl = (round(x + (y - x) * t) for x, y in zip(a, b, strict=True))
             return f"rgb({r},{g},{bl})"
     return SCORE_SCALE[-1][1]
 
@@ -309,7 +312,8 @@ def ratings_figure(
     if entries:
         fig.add_trace(go.Scatter(
             x=[e[0] for e in entries], y=[e[1] for e in entries], text=[e[2] for e in entries], mode="markers",
-            name="entry", marker={"symbol": "circle", "size": 6, "color": ALIVE, "line": {"color": "white", "width": 1}},
+            name="entry",
+            marker={"symbol": "circle", "size": 6, "color": ALIVE, "line": {"color": "white", "width": 1}},
             hovertemplate="%{text} enters after epoch %{x}<extra></extra>",
         ))
     deaths = []

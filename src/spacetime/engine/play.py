@@ -10,10 +10,13 @@ reported and the others play on.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from spacetime.book import BookConfig, load_book, parse_book, validate_book_name
 from spacetime.config import Settings
@@ -24,6 +27,8 @@ from spacetime.errors import ConfigError
 from spacetime.models.base import ChatModel, Embedder
 from spacetime.store.connect import prepare
 from spacetime.store.store import Book, Store, open_store
+
+log = logging.getLogger("spacetime.play")
 
 DEFAULT_BOOK = "spacetime"
 MAX_POOL = 20
@@ -191,10 +196,14 @@ async def play_books(
     it is recorded in its run (and passed to ``on_done``); the others play on. ``emit_for(name)`` gives each book's
     listener. Cancelling the call stops every book (an epoch in flight is not written).
     """
+    from spacetime.engine.reaper import POLL_S, Reaper
+
     url = prepare(settings)
     emit_for = emit_for or (lambda _name: _ignore)
     runs = [BookRun(plan.name) for plan in plans]
     shared = SharedModels()
+    relay = _SwapRelay(url, POLL_S)
+    relay_task = asyncio.create_task(relay.run(), name="swap-relay")
     pool_size = min(MAX_POOL, 2 + 2 * len(plans))
     try:
         async with open_store(url, max_size=pool_size) as store, store.book_locks() as locks:
@@ -210,13 +219,17 @@ async def play_books(
                         models = ModelPool(
                             config, prebuilt=dict(prebuilt or {}), prebuilt_embedder=prebuilt_embedder, shared=shared
                         )
-                        director = Director(store=store, book=book, config=config, models=models,
-                                            emit=emit_for(plan.name))  # fmt: skip
+                        emit = emit_for(plan.name)
+                        director = Director(store=store, book=book, config=config, models=models, emit=emit)
+                        director.reaper = Reaper(store, book, config, director.seat_for, emit, models=models,
+                                                 listen=False)  # the relay listens for every book  # fmt: skip
+                        relay.reapers[str(book.book_id)] = director.reaper
                         try:
                             await director.setup()
                             for _ in range(epochs):
                                 run.outcomes.append(await director.play_epoch_with_retries())
                         finally:
+                            relay.reapers.pop(str(book.book_id), None)
                             await director.close()
                             await models.aclose()
                 except asyncio.CancelledError:
@@ -228,9 +241,55 @@ async def play_books(
 
             await asyncio.gather(*(play_one(plan, run) for plan, run in zip(plans, runs, strict=True)))
     finally:
+        relay_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay_task
         await shared.aclose()
     return runs
 
 
 def _ignore(_event: object) -> None:
     return None
+
+
+class _SwapRelay:
+    """ONE connection listening for operator swaps on behalf of every book of the process.
+
+    A Reaper on its own opens a LISTEN connection per book: 100 books would take 100 connections, the embedded
+    server's whole ``max_connections``. Here each book's Reaper is built with ``listen=False`` and the relay wakes
+    the right one on a notification (payload ``<book_id>:<swap_id>``), and polls all of them every ``poll_s`` in
+    case a notification was missed — the same guarantees as the per-book listener.
+    """
+
+    def __init__(self, url: str, poll_s: float) -> None:
+        self.url = url
+        self.poll_s = poll_s
+        self.reapers: dict[str, Any] = {}
+
+    async def _notice(self, reaper: Any) -> None:
+        try:
+            await reaper._notice_swaps()
+        except Exception as exc:  # a failing book must not stop the relay
+            log.warning("swap relay: %s", exc)
+
+    async def run(self) -> None:
+        import psycopg
+
+        from spacetime.store import reaper_store
+
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {reaper_store.SWAP_CHANNEL}")
+                    while True:
+                        async for note in conn.notifies(timeout=self.poll_s):
+                            reaper = self.reapers.get(note.payload.split(":", 1)[0])
+                            if reaper is not None:
+                                await self._notice(reaper)
+                        for reaper in list(self.reapers.values()):
+                            await self._notice(reaper)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # lost connection: retry after a pause
+                log.warning("swap relay: %s; retrying", exc)
+                await asyncio.sleep(self.poll_s)

@@ -220,9 +220,7 @@ class Reaper:
             return
         self._started = False
         if self._listener is not None:
-            self._listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._listener
+            await _finish(self._listener)
             self._listener = None
         if self._daemon is not None:
             self._queue.put_nowait(_STOP)
@@ -233,10 +231,9 @@ class Reaper:
         self._swaps.clear()
         self._next = None
         for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                self._unused.append(await task)
+            await _finish(task)
+            if task.done() and not task.cancelled() and task.exception() is None:
+                self._unused.append(task.result())
         late: list[rs.ReaperEvent] = []
         for done in self._boundary:  # newcomers stored but never seated (the book stopped): they are alive in the DB
             if done.done() and not done.cancelled() and done.exception() is None:
@@ -567,12 +564,12 @@ class Reaper:
     async def _listen(self) -> None:
         """LISTEN for swap notifications (and poll every ``poll_s`` in case one was missed); reconnects on errors."""
         prefix = f"{self.book.book_id}:"
-        while True:
+        while self._started:
             try:
                 async with await psycopg.AsyncConnection.connect(self.store.url, autocommit=True) as conn:
                     await conn.execute(f"LISTEN {rs.SWAP_CHANNEL}")
                     await self._notice_swaps()
-                    while True:
+                    while self._started:
                         async for note in conn.notifies(timeout=self.poll_s):
                             if note.payload.startswith(prefix):
                                 await self._notice_swaps()
@@ -582,6 +579,20 @@ class Reaper:
             except Exception as exc:  # lost connection: poll-and-retry after a pause
                 log.warning("swap listener: %s; retrying", exc)
                 await asyncio.sleep(self.poll_s)
+
+
+async def _finish(task: asyncio.Task[Any], patience_s: float = 5.0) -> None:
+    """Cancel ``task`` and wait for it to end. Cancels again while it runs: a cancellation that lands while
+    psycopg waits for a pooled connection or a notification can be lost (psycopg/psycopg#1345)."""
+    deadline = time.monotonic() + patience_s
+    while not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.2)
+        if time.monotonic() > deadline:
+            log.warning("task %s did not stop", task.get_name())
+            return
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("task %s ended with %r", task.get_name(), task.exception())
 
 
 def _plan_note(plan: breeding.Plan, problems: Sequence[str]) -> str:

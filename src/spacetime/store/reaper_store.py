@@ -127,35 +127,34 @@ async def insert_agent(
     """Seat a newcomer with a known id (built ahead of time) in one transaction. A bred persona is stored first
     (``PersonaTaken`` when another persona already has its name); ``ConfigError`` when the persona already played
     in this book (agents are never revived)."""
+    bred = persona.origin is PersonaOrigin.BRED
     async with store.pool.connection() as conn:
         try:
             async with conn.transaction():
-                if persona.origin is PersonaOrigin.BRED:
-                    row = await (await conn.execute(
+                # The loop waits on this transaction: one round trip (pipeline), no fsync wait. Losing it in a crash
+                # is harmless: nothing refers to the newcomer until an epoch commits (which flushes the WAL), and a
+                # resumed book seats a newcomer for every unreplaced death.
+                await conn.execute("SET LOCAL synchronous_commit = off")
+                async with conn.pipeline():
+                    added = await conn.execute(
                         "INSERT INTO personas (name, discipline, voice, system_prompt, origin, parents, book_id) "
-                        "VALUES (%s, %s, %s, %s, 'bred', %s, %s) ON CONFLICT (name) DO NOTHING RETURNING persona_id",
-                        (persona.name, persona.discipline, persona.voice, persona.system_prompt,
-                         list(persona.parents), book_id),
-                    )).fetchone()  # fmt: skip
-                    if row is None:
-                        raise PersonaTaken(persona.name)
-                else:
-                    await conn.execute(
-                        "INSERT INTO personas (name, discipline, voice, system_prompt, origin, parents) "
-                        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
-                        (persona.name, persona.discipline, persona.voice, persona.system_prompt,
-                         persona.origin.value, list(persona.parents)),
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING persona_id",
+                        (persona.name, persona.discipline, persona.voice, persona.system_prompt, persona.origin.value,
+                         list(persona.parents), book_id if bred else None),
                     )  # fmt: skip
-                if embedding is not None:
+                    if embedding is not None:
+                        await conn.execute(
+                            "UPDATE personas SET embedding = %s, embedding_model = %s WHERE name = %s",
+                            (_vec(embedding[1]), embedding[0], persona.name),
+                        )
                     await conn.execute(
-                        "UPDATE personas SET embedding = %s, embedding_model = %s WHERE name = %s",
-                        (_vec(embedding[1]), embedding[0], persona.name),
+                        "INSERT INTO agents (agent_id, book_id, persona_id, name, rating, born_epoch, model, "
+                        "replaced_agent_id) SELECT %s, %s, persona_id, name, %s, %s, %s, %s FROM personas "
+                        "WHERE name = %s",
+                        (agent_id, book_id, rating, born_epoch, model, replaced_agent_id, persona.name),
                     )
-                await conn.execute(
-                    "INSERT INTO agents (agent_id, book_id, persona_id, name, rating, born_epoch, model, "
-                    "replaced_agent_id) SELECT %s, %s, persona_id, name, %s, %s, %s, %s FROM personas WHERE name = %s",
-                    (agent_id, book_id, rating, born_epoch, model, replaced_agent_id, persona.name),
-                )
+                if bred and await added.fetchone() is None:
+                    raise PersonaTaken(persona.name)  # rolls the transaction back
         except psycopg.errors.UniqueViolation:
             raise ConfigError(f"{persona.name} has already played in this book: an agent is never revived") from None
 
@@ -324,45 +323,55 @@ async def pending_swaps(store: Store, book_id: UUID) -> list[SwapRequest]:
     ]
 
 
+_APPLY_SWAP = """
+WITH ok AS (
+    SELECT s.swap_id FROM swap_requests s JOIN agents o ON o.agent_id = s.out_agent_id
+    WHERE s.swap_id = %(swap)s AND s.status = 'pending' AND o.status = 'alive'
+      AND NOT EXISTS (SELECT 1 FROM agents x WHERE x.book_id = s.book_id AND x.name = %(name)s)
+    FOR UPDATE OF s, o
+), dead AS (
+    UPDATE agents SET status = 'eliminated', died_epoch = %(epoch)s, cause_of_death = %(cause)s
+    WHERE agent_id = %(out)s AND EXISTS (SELECT 1 FROM ok) RETURNING agent_id
+), born AS (
+    INSERT INTO agents (agent_id, book_id, persona_id, name, rating, born_epoch, model, replaced_agent_id)
+    SELECT %(new)s, %(book)s, persona_id, name, %(rating)s, %(epoch)s, %(model)s, %(out)s FROM personas
+    WHERE name = %(name)s AND EXISTS (SELECT 1 FROM ok) RETURNING agent_id
+)
+UPDATE swap_requests SET status = 'applied', applied_at = now(), applied_epoch = %(epoch)s, in_agent_id = %(new)s
+WHERE swap_id IN (SELECT swap_id FROM ok) AND EXISTS (SELECT 1 FROM dead) AND EXISTS (SELECT 1 FROM born)
+RETURNING swap_id
+"""
+
+
 async def apply_swap(
     store: Store, swap: SwapRequest, agent_id: UUID, *, epoch_no: int, rating: float, model: str | None
 ) -> SwapResult:
-    """In ONE transaction: the outgoing agent dies (``operator swap``), the newcomer is seated with ``agent_id``,
-    the request is marked applied. A request that can no longer apply is marked rejected with the reason."""
-    async with store.pool.connection() as conn, conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute("SELECT status FROM swap_requests WHERE swap_id = %s FOR UPDATE", (swap.swap_id,))
-        row = await cur.fetchone()
-        if row is None or row["status"] != "pending":
-            return SwapResult(False, "no longer pending")
-        await cur.execute("SELECT status, died_epoch FROM agents WHERE agent_id = %s FOR UPDATE", (swap.out_agent_id,))
-        out = await cur.fetchone()
-        reason = None
-        if out is None or out["status"] != "alive":
-            reason = f"{swap.out_name} died before the swap (epoch {out['died_epoch'] if out else '?'})"
-        else:
-            await cur.execute("SELECT 1 FROM agents WHERE book_id = %s AND name = %s",
-                              (swap.book_id, swap.persona.name))  # fmt: skip
-            if await cur.fetchone() is not None:
+    """In ONE statement (the loop waits on it): the outgoing agent dies (``operator swap``), the newcomer is seated
+    with ``agent_id``, the request is marked applied. A request that can no longer apply (its agent died first,
+    the persona entered meanwhile) is marked rejected with the reason."""
+    params = {"swap": swap.swap_id, "name": swap.persona.name, "epoch": epoch_no, "cause": OPERATOR_SWAP,
+              "out": swap.out_agent_id, "new": agent_id, "book": swap.book_id, "rating": rating, "model": model}
+    async with store.pool.connection() as conn:
+        async with conn.transaction():
+            # no fsync wait: a swap lost in a crash is still pending (all or nothing) and is applied on resume
+            await conn.execute("SET LOCAL synchronous_commit = off")
+            applied = await (await conn.execute(_APPLY_SWAP, params)).fetchone()
+        if applied is not None:
+            return SwapResult(True, None, swap.out_agent_id)
+        async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute("SELECT status FROM swap_requests WHERE swap_id = %s FOR UPDATE", (swap.swap_id,))
+            row = await cur.fetchone()
+            if row is None or row["status"] != "pending":
+                return SwapResult(False, "no longer pending")
+            await cur.execute("SELECT status, died_epoch FROM agents WHERE agent_id = %s", (swap.out_agent_id,))
+            out = await cur.fetchone()
+            if out is None or out["status"] != "alive":
+                reason = f"{swap.out_name} died before the swap (epoch {out['died_epoch'] if out else '?'})"
+            else:
                 reason = f"{swap.persona.name} already entered the book"
-        if reason is not None:
             await cur.execute("UPDATE swap_requests SET status = 'rejected', reason = %s WHERE swap_id = %s",
                               (reason, swap.swap_id))  # fmt: skip
-            return SwapResult(False, reason)
-        await cur.execute(
-            "UPDATE agents SET status = 'eliminated', died_epoch = %s, cause_of_death = %s WHERE agent_id = %s",
-            (epoch_no, OPERATOR_SWAP, swap.out_agent_id),
-        )
-        await cur.execute(
-            "INSERT INTO agents (agent_id, book_id, persona_id, name, rating, born_epoch, model, replaced_agent_id) "
-            "SELECT %s, %s, persona_id, name, %s, %s, %s, %s FROM personas WHERE name = %s",
-            (agent_id, swap.book_id, rating, epoch_no, model, swap.out_agent_id, swap.persona.name),
-        )
-        await cur.execute(
-            "UPDATE swap_requests SET status = 'applied', applied_at = now(), applied_epoch = %s, in_agent_id = %s "
-            "WHERE swap_id = %s",
-            (epoch_no, agent_id, swap.swap_id),
-        )
-    return SwapResult(True, None, swap.out_agent_id)
+        return SwapResult(False, reason)
 
 
 async def reject_swap(store: Store, swap_id: UUID, reason: str) -> None:
