@@ -13,13 +13,12 @@ from dataclasses import dataclass
 
 from autogen_agentchat.teams import RoundRobinGroupChat
 
+from bench.recording import PhaseModel
 from spacetime.domain import Persona
 from spacetime.models.agents import JUDGE_TEMPERATURE, PersonaAgent
 from spacetime.models.base import ChatModel
 from spacetime.tournament.ballot import ballot_schema
 from spacetime.tournament.budget import ballot_reply_tokens
-
-from bench.recording import PhaseModel
 
 REVIEW_TASK = (
     "Every author above has written a draft of the chapter. Now review, in turn, every draft except your own: for "

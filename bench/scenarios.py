@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import random
 import statistics
@@ -18,6 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.baseline import RoundRobinBaseline
+from bench.db import BenchDatabase
+from bench.process import ServerProcess
+from bench.recording import RecordingModel
+from bench.roster import bench_book, personas
+from bench.server import LatencyModel
 from spacetime.config import Settings
 from spacetime.domain import (
     Agent,
@@ -37,13 +44,6 @@ from spacetime.engine.models import ModelPool
 from spacetime.models.registry import build_model
 from spacetime.prompts import render
 from spacetime.store.store import Store, open_store
-
-from bench.baseline import RoundRobinBaseline
-from bench.db import BenchDatabase
-from bench.process import ServerProcess
-from bench.recording import RecordingModel
-from bench.roster import bench_book, personas
-from bench.server import LatencyModel
 
 Row = dict[str, Any]
 
@@ -127,6 +127,7 @@ async def _scaling(db_url: str, server: ServerProcess, n: int, repeats: int, max
     async with open_store(db_url) as store:
         director, models = await _director(store, config, f"scale-{n}")
         cpu, wall, calls, ballots, prompt, shared, completion, shared_ballot, prompt_ballot = ([] for _ in range(9))
+        shared_draft, prompt_draft = [], []
         seated = []
         try:
             await director.play_epoch()  # warm-up
@@ -145,6 +146,8 @@ async def _scaling(db_url: str, server: ServerProcess, n: int, repeats: int, max
                 completion.append(s["completion_tokens"])
                 prompt_ballot.append(s["by_kind"]["ballot"]["prompt_tokens"])
                 shared_ballot.append(s["by_kind"]["ballot"]["shared_prompt_tokens"])
+                prompt_draft.append(s["by_kind"]["draft"]["prompt_tokens"])
+                shared_draft.append(s["by_kind"]["draft"]["shared_prompt_tokens"])
         finally:
             await director.close()
             await models.aclose()
@@ -158,6 +161,8 @@ async def _scaling(db_url: str, server: ServerProcess, n: int, repeats: int, max
         "shared_prompt_tokens": median(shared),
         "shared_fraction": median([s / p for s, p in zip(shared, prompt, strict=True) if p]),
         "ballot_shared_fraction": median([s / p for s, p in zip(shared_ballot, prompt_ballot, strict=True) if p]),
+        "draft_shared_fraction": median([s / p for s, p in zip(shared_draft, prompt_draft, strict=True) if p]),
+        "ballot_prompt_tokens": median(prompt_ballot),
         "completion_tokens": median(completion),
         "cpu_ms": 1000 * median(cpu),
         "wall_ms": 1000 * median(wall),
@@ -318,7 +323,9 @@ def books(
 
 
 # --------------------------------------------------------------------------- 6. commit
-def epoch_record(book_id: uuid.UUID, epoch_no: int, agents: list[Agent], rng: random.Random, *, dim: int) -> EpochRecord:
+def epoch_record(
+    book_id: uuid.UUID, epoch_no: int, agents: list[Agent], rng: random.Random, *, dim: int
+) -> EpochRecord:
     """A realistic epoch record: N drafts of ~200 words with embeddings, N·(N−1) votes with rationales."""
     ids = [a.agent_id for a in agents]
     words = "time clock entropy memory signal order change future history value market proof machine".split()
@@ -382,9 +389,9 @@ def commit(db: BenchDatabase, *, ns: list[int], repeats: dict[int, int], dim: in
 
 
 # --------------------------------------------------------------------------- 7. embedded model
-async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int) -> Row:
+async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int, replay: bool = True) -> Row:
     from spacetime.models.base import Message
-    from spacetime.models.embedded import EmbeddedModel
+    from spacetime.models.embedded import EmbeddedModel, unload_all
 
     config = bench_book(n, base_url=None, max_tokens=max_tokens, reserve=epochs + 3)
     chat = EmbeddedModel()
@@ -402,7 +409,7 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int) -> Row:
     async with open_store(db_url) as store:
         director, models = await _director(store, config, "embedded", prebuilt={"embedded": recorder})
         embedder = models.embedder()
-        walls, tokens, rates, direct, embed_s = [], [], [], [], []
+        walls, tokens, rates, direct, embed_s, draft_s, ballot_s = [], [], [], [], [], [], []
         try:
             await director.play_epoch()  # warm-up: loads the embedder
             for _ in range(epochs):  # a tournament epoch and a direct loop, side by side
@@ -411,6 +418,8 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int) -> Row:
                 await director.play_epoch()
                 walls.append(time.perf_counter() - t0)
                 tokens.append(sum(c.completion_tokens for c in recorder.calls))
+                draft_s.append(sum(c.latency_s for c in recorder.calls if not c.ballot))
+                ballot_s.append(sum(c.latency_s for c in recorder.calls if c.ballot))
                 rates.append(tokens[-1] / walls[-1])
                 direct.append(await direct_loop())
             calls = list(recorder.calls)
@@ -423,12 +432,15 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int) -> Row:
             await models.aclose()
     # Diagnostic: a direct replay of the last epoch's own calls (same prompts, caps and schemas), one by one.
     t0, replay_tokens = time.perf_counter(), 0
-    for c in calls:
+    for c in calls if replay else []:
         done = await chat.complete(list(c.messages), max_tokens=c.max_tokens, json_schema=c.json_schema,
                                    temperature=c.temperature, seed=c.seed)  # fmt: skip
         replay_tokens += done.completion_tokens
-    replay_rate = replay_tokens / (time.perf_counter() - t0)
+    replay_rate = replay_tokens / (time.perf_counter() - t0) if replay else float("nan")
     await chat.aclose()
+    recorder.calls.clear()
+    unload_all()  # free the weights now, not during interpreter shutdown (llama.cpp's finalizers fail there)
+    gc.collect()
     return {
         "n": n,
         "max_tokens": max_tokens,
@@ -439,6 +451,10 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int) -> Row:
         "ratio": median([r / d for r, d in zip(rates, direct, strict=True)]),
         "replay_tokens_per_s": replay_rate,
         "ratio_vs_replay": rates[-1] / replay_rate,
+        "draft_calls_s": median(draft_s),
+        "ballot_calls_s": median(ballot_s),
+        "draft_completion_tokens": sum(c.completion_tokens for c in calls if not c.ballot),
+        "ballot_completion_tokens": sum(c.completion_tokens for c in calls if c.ballot),
         "ballot_prompt_tokens": sum(c.prompt_tokens for c in calls if c.ballot),
         "draft_prompt_tokens": sum(c.prompt_tokens for c in calls if not c.ballot),
         "embed_drafts_s": embed_s[0] if embed_s else None,

@@ -39,7 +39,8 @@ def machine() -> str:
         mem = f", {kb / 1024 / 1024:.0f} GB RAM"
     except (OSError, ValueError, IndexError):
         pass
-    return f"{os.cpu_count()} CPU ({cpu}){mem}, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+    system = f"{platform.system()} {platform.release()}, Python {platform.python_version()}"
+    return f"{os.cpu_count()} CPU ({cpu}){mem}, {system}"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -132,8 +133,10 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         for r in scale:
             if r["n"] in (7, 64) or len(scale) == 1:
                 rows.append((f"prompt tokens shared with earlier requests, N = {r['n']}",
-                             f"{100 * r['shared_fraction']:.0f} % of {r['prompt_tokens']:.0f} "
-                             f"(ballots {100 * r['ballot_shared_fraction']:.0f} %)", "measure", None))
+                             f"{100 * r['shared_fraction']:.0f} % of {r['prompt_tokens']:,.0f} (drafts "
+                             f"{100 * r['draft_shared_fraction']:.0f} %, "
+                             f"ballots {100 * r['ballot_shared_fraction']:.0f} %)",
+                             "measure", None))
     if bk := results.get("books"):
         top = bk[-1]
         rows.append((f"slot utilisation, {top['books']} books × {top['agents']} agents, {top['slots']} slots",
@@ -149,7 +152,8 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                      f"{big['votes_per_s']:,.0f} votes/s ({big['votes']} votes)", "measure", None))
     if em := results.get("embedded"):
         rows.append((f"embedded tournament tokens/s ÷ direct loop, N = {em['n']}, cap {em['max_tokens']}",
-                     f"{em['ratio']:.2f} ({em['tournament_tokens_per_s']:.1f} vs {em['direct_tokens_per_s']:.1f} tok/s)",
+                     f"{em['ratio']:.2f} ({em['tournament_tokens_per_s']:.1f} vs "
+                     f"{em['direct_tokens_per_s']:.1f} tok/s)",
                      "≥ 0.9", em["ratio"] >= 0.9))
         rows.append(("… same, ÷ a direct replay of the epoch's own calls",
                      f"{em['ratio_vs_replay']:.2f} (replay {em['replay_tokens_per_s']:.1f} tok/s)", "measure", None))
@@ -162,10 +166,13 @@ def render(results: dict[str, Any]) -> str:
     out += [f"| {f} | {v} | {t} | {_yes(ok)} |" for f, v, t, ok in summary(results)]
     if scale := results.get("scaling"):
         out += ["", "Per epoch on an instant server (no latency), as N grows:", "",
-                "| N | LLM calls | prompt tokens | shared prefix | completion tokens | orchestrator CPU | wall |",
+                "| N | LLM calls | prompt tokens (ballots) | shared prefix: all / drafts / ballots | completion tokens "
+                "| orchestrator CPU | wall |",
                 "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
-        out += [f"| {r['n']} | {r['calls']:.0f} | {r['prompt_tokens']:,.0f} | {100 * r['shared_fraction']:.0f} % | "
-                f"{r['completion_tokens']:,.0f} | {r['cpu_ms']:.0f} ms | {r['wall_ms']:.0f} ms |" for r in scale]
+        out += [f"| {r['n']} | {r['calls']:.0f} | {r['prompt_tokens']:,.0f} ({r['ballot_prompt_tokens']:,.0f}) | "
+                f"{100 * r['shared_fraction']:.0f} % / {100 * r['draft_shared_fraction']:.0f} % / "
+                f"{100 * r['ballot_shared_fraction']:.0f} % | {r['completion_tokens']:,.0f} | {r['cpu_ms']:.0f} ms | "
+                f"{r['wall_ms']:.0f} ms |" for r in scale]
     if layers := results.get("layers"):
         out += ["", "Orchestrator CPU of one ballot call, layer by layer (instant server):", "",
                 "| layer (each includes the ones above) | CPU per call |", "| --- | ---: |"]
@@ -178,9 +185,12 @@ def render(results: dict[str, Any]) -> str:
                 f"{r['requests_per_s']:.1f} | {100 * r['orchestrator_cpu_share']:.0f} % of a core | "
                 f"{r['server_queue_wait_max_s'] * 1000:.0f} ms | {r['failed_books']} |" for r in bk]
     if em := results.get("embedded"):
-        out += ["", f"Embedded model: epoch {em['epoch_s']:.1f} s, {em['completion_tokens']:.0f} completion tokens, "
-                f"ballot prompts {em['ballot_prompt_tokens']} tokens; embedding the epoch's drafts alone: "
-                f"{em['embed_drafts_s'] or 0:.2f} s."]
+        other = em["epoch_s"] - em["draft_calls_s"] - em["ballot_calls_s"]
+        out += ["", f"Embedded model, one epoch ({em['epoch_s']:.1f} s): drafts {em['draft_calls_s']:.1f} s "
+                f"({em['draft_completion_tokens']} tokens written, {em['draft_prompt_tokens']} prompt tokens); "
+                f"ballots {em['ballot_calls_s']:.1f} s ({em['ballot_completion_tokens']} tokens written under the "
+                f"JSON grammar, {em['ballot_prompt_tokens']} prompt tokens); everything else {other:.1f} s, of "
+                f"which embedding the drafts alone takes {em['embed_drafts_s'] or 0:.1f} s."]
     out += ["", f"Elapsed: {results['elapsed_s']:.0f} s"]
     return "\n".join(out)
 

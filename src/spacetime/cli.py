@@ -237,8 +237,8 @@ def _run_many(
     for r in failed:
         typer.echo(f"spacetime: error: book {r.name!r}: {r.error}", err=True)
     if failed:
-        codes = [r.error.exit_code if isinstance(r.error, SpacetimeError) else 1 for r in failed]
-        raise typer.Exit(max(codes))
+        codes = {r.error.exit_code if isinstance(r.error, SpacetimeError) else 1 for r in failed}
+        raise typer.Exit(2 if codes == {2} else 1)  # 2 only when every failure was usage or configuration
 
 
 @app.command()
@@ -462,9 +462,13 @@ def _bench_suite() -> Any:
 
 @app.command()
 def bench(
-    quick: Annotated[bool, typer.Option("--quick", help="CI smoke: small N, 2 repeats, no embedded model (~30 s).")] = False,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="CI smoke: small N, 2 repeats, no embedded model (~30 s).")
+    ] = False,
     repeats: Annotated[int | None, typer.Option("--repeats", min=1, help="Repeats per figure (default 5).")] = None,
-    only: Annotated[list[str] | None, typer.Option("--only", help=f"Only these sections: {', '.join(BENCH_SECTIONS)}.")] = None,
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help=f"Only these sections: {', '.join(BENCH_SECTIONS)}.")
+    ] = None,
     skip: Annotated[list[str] | None, typer.Option("--skip", help="Skip these sections.")] = None,
     max_books: Annotated[int, typer.Option("--max-books", min=1, help="Most books played at once.")] = 100,
     slots: Annotated[int, typer.Option("--slots", min=1, help="Server slots in the many-books scenario.")] = 32,

@@ -39,8 +39,8 @@ async def serve() -> AsyncIterator[Any]:
 
 
 def chat(max_tokens: int = 1000, content: str = "Write.", **extra: Any) -> dict[str, Any]:
-    return {"model": "m", "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}],
-            "max_tokens": max_tokens, **extra}  # fmt: skip
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": content}]
+    return {"model": "m", "messages": messages, "max_tokens": max_tokens, **extra}
 
 
 async def timed_post(client: httpx.AsyncClient, url: str, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
@@ -147,7 +147,8 @@ async def test_the_engine_backend_talks_to_it() -> None:
         try:
             draft = await model.complete([Message("user", "Write.")], max_tokens=30)
             aliases = ["Anonymous_Scribe_1", "Anonymous_Oracle_2"]
-            ballot = await model.complete([Message("user", "Judge.")], max_tokens=300, json_schema=ballot_schema(aliases))
+            schema = ballot_schema(aliases)
+            ballot = await model.complete([Message("user", "Judge.")], max_tokens=300, json_schema=schema)
             vectors = await embedder.embed(["a b c", "a b c", "d e f"])
         finally:
             await model.aclose()

@@ -202,9 +202,9 @@ async def test_six_epochs_two_reserve_four_bred_and_a_swap_from_a_second_termina
     assert reaper is not None
     try:
         outcomes = await director.play(6)
-        memories = reaper.memories()
     finally:
         await director.close()
+    memories = reaper.memories()  # after close: the Reaper has noted epoch 6 (it does so off the loop)
     assert cli["code"] == 0, cli
     assert "queued: Physicist → Historian" in cli["out"]
     assert [o.epoch_no for o in outcomes] == [1, 2, 3, 4, 5, 6]  # the loop never stopped
@@ -274,7 +274,8 @@ async def test_six_epochs_two_reserve_four_bred_and_a_swap_from_a_second_termina
     stalls = reaper.stats.stalls_ms
     assert len(stalls) == 5  # boundaries 1-5; after epoch 6 the newcomer is stored but nobody waits for it
     print(f"\nscripted 6 epochs: loop blocked per boundary (ms): {[round(s, 2) for s in stalls]}, "
-          f"median {statistics.median(stalls):.2f} ms")
+          f"median {statistics.median(stalls):.2f} ms (of which epoch_committed "
+          f"{statistics.median(reaper.stats.committed_ms):.2f} ms)")
     assert statistics.median(stalls) < 100
     logged = q(migrated_url, "SELECT count(*), count(stall_ms) FROM reaper_events WHERE prepared_s >= 0")
     assert logged == [(7, 6)]
@@ -309,7 +310,7 @@ async def test_breeding_never_blocks_a_boundary_and_keeps_the_slow_child(store: 
     assert rows[0][1] == "bred-fallback" and rows[0][3]
     assert rows[0][2].split("-")[0].split(" ")[0] in {p for p in rows[0][3]}
     # the slow child was kept and seated at the next death
-    assert rows[1][1] == "bred" and rows[1][2] == "Astrobiologist"
+    assert rows[1][1] == "bred" and rows[1][2] in ("Astrobiologist", "Cartographer")
     assert max(stalls) < 100, stalls
 
 
@@ -329,7 +330,7 @@ async def test_rejected_answers_fall_back_to_a_deterministic_child(store: Store,
         assert name.split(" ")[0].split("-")[0] in parents or any(name.startswith(p) for p in parents)
     assert len({r[2] for r in rows}) == 2 and len({r[3] for r in rows}) == 2
     breed_calls = [c for c in model.calls if is_breed_call(c)]
-    assert len(breed_calls) == 2 * BREED_TRIES
+    assert len(breed_calls) >= 2 * BREED_TRIES  # (more are in flight for the next deaths when the book stops)
 
 
 async def test_near_duplicate_personas_are_rejected_by_embedding(store: Store, migrated_url: str) -> None:
@@ -470,9 +471,9 @@ async def test_resumed_book_restores_roster_and_memories(store: Store, migrated_
     first = await make_director(store, model, config, name="resume")
     try:
         await first.play(3)
-        before = first.reaper.memories()  # type: ignore[union-attr]
     finally:
         await first.close()
+    before = first.reaper.memories()  # type: ignore[union-attr]
     alive = {r[0] for r in q(migrated_url, "SELECT agent_id FROM agents WHERE status = 'alive'")}
     assert len(before) == 4 and set(before) < alive  # the newcomer seated after epoch 3 has no notes yet
 
@@ -567,10 +568,10 @@ async def test_killed_and_resumed_book_restores_roster_and_memories(
     director = await make_director(store, model, book_config(), name="killed", create=False)
     try:
         await director.play(1)
-        memories = director.reaper.memories()  # type: ignore[union-attr]
         seats = dict(director.seats)
     finally:
         await director.close()
+    memories = director.reaper.memories()  # type: ignore[union-attr]
     assert len(seats) == 4  # the loser of the resumed epoch left; its newcomer waits for the next burst
     assert q(migrated_url, "SELECT count(*) FROM agents WHERE status = 'alive'") == [(5,)]
     assert q(migrated_url, "SELECT cardinality(active_agent_ids) FROM simulation_epochs WHERE epoch_no = %s",
@@ -585,3 +586,58 @@ async def test_killed_and_resumed_book_restores_roster_and_memories(
         assert [int(n.split(":")[0].removeprefix("Epoch ")) for n in notes] == expected
     assert q(migrated_url, "SELECT count(*) FROM agents a LEFT JOIN agent_archive x USING (agent_id) "
                            "WHERE a.status = 'eliminated' AND x.agent_id IS NULL") == [(0,)]  # fmt: skip
+
+
+async def test_two_books_in_one_process_share_one_listener_and_keep_their_swaps_apart(
+    store: Store, migrated_url: str
+) -> None:
+    from spacetime.engine.reaper import SwapHub
+
+    await store.upsert_personas(builtin_personas())
+    asked: list[str] = []
+
+    async def during_judgment(call: ScriptedCall) -> None:
+        if _chapter_of(call) == 1 and not asked:
+            asked.append("right")
+            await rs.enqueue_swap(store, await _book(store, "right"), "Technologist", "Economist")
+            await asyncio.sleep(0.3)
+
+    left = await make_director(store, ScriptedModel(replies=responder(favourite="Technologist"), name="embedded"),
+                               book_config(), name="left")  # fmt: skip
+    right = await make_director(store, ScriptedModel(replies=responder(favourite="Technologist",
+                                                                       before_ballot=during_judgment),
+                                                     name="embedded"), book_config(), name="right")  # fmt: skip
+    try:
+        hubs = SwapHub._hubs[asyncio.get_running_loop()]
+        assert len(hubs) == 1 and len(next(iter(hubs.values())).subscribers) == 2
+        await asyncio.gather(left.play(2), right.play(2))
+    finally:
+        await left.close()
+        await right.close()
+    assert asyncio.get_running_loop() not in SwapHub._hubs or not SwapHub._hubs[asyncio.get_running_loop()]
+    rows = q(migrated_url, "SELECT b.name, a.name, a.born_epoch FROM agents a JOIN books b USING (book_id) "
+                           "WHERE a.name IN ('Economist', 'Technologist') ORDER BY 1, 2")  # fmt: skip
+    assert rows == [("left", "Technologist", 0), ("right", "Economist", 1), ("right", "Technologist", 0)]
+    assert q(migrated_url, "SELECT count(*) FROM agents a JOIN books b USING (book_id) WHERE b.name = 'right' "
+                           "AND a.status = 'alive'") == [(5,)]  # fmt: skip
+
+
+async def test_persona_name_taken_by_another_book_is_not_reused(store: Store, migrated_url: str) -> None:
+    import uuid as _uuid
+
+    from spacetime.engine.breeding import Plan, bred_persona
+
+    config = book_config()
+    book = await store.create_book("names", config.topic, config.outline, config.to_json())
+    await store.upsert_personas(config.roster)
+    plan = Plan("mutation", (config.roster[0],))
+    first = bred_persona({"name": "Astrobiologist", "discipline": "Astrobiology", "voice": "a b c d e f"}, plan)
+    await rs.insert_agent(store, book.book_id, _uuid.uuid4(), first, rating=1500.0, born_epoch=1, model=None,
+                          replaced_agent_id=None)  # fmt: skip
+    other = await store.create_book("names-2", config.topic)
+    twin = bred_persona({"name": "Astrobiologist", "discipline": "Star Biology", "voice": "g h i j k l"}, plan)
+    with pytest.raises(rs.PersonaTaken):
+        await rs.insert_agent(store, other.book_id, _uuid.uuid4(), twin, rating=1500.0, born_epoch=1, model=None,
+                              replaced_agent_id=None)  # fmt: skip
+    assert q(migrated_url, "SELECT count(*) FROM agents WHERE book_id = %s", other.book_id) == [(0,)]
+    assert q(migrated_url, "SELECT discipline FROM personas WHERE name = 'Astrobiologist'") == [("Astrobiology",)]

@@ -3,7 +3,8 @@
 The Reaper asks the book's model for one persona as structured output (``BREED_SCHEMA``: name, discipline, voice)
 bred from the best-rated personas — a *mutation* of one or a *crossover* of two — and checks it here:
 
-* the name is a plausible persona name, new (no persona anywhere has it, case-insensitively) and not a parent's;
+* the name is a plausible persona name, new (no persona anywhere has it, case-insensitively), not a parent's and
+  not a discipline;
 * the discipline is new too (no living or dead persona of the book, and no other known persona, has it);
 * the voice says something (a few words, not a copy of a parent's);
 * and, checked by the Reaper with the book's embedder, its description is not a near-duplicate of a living or dead
@@ -29,7 +30,7 @@ from spacetime.domain import NAME_MAX, Persona, PersonaOrigin
 from spacetime.personas import make_persona
 from spacetime.prompts import render
 
-BREED_TRIES = 3
+BREED_TRIES = 4
 """Model answers tried before the deterministic fallback."""
 BREED_MAX_TOKENS = 160
 SIMILARITY_MAX = 0.97
@@ -139,6 +140,8 @@ def validate(
         return f"name {name!r} is taken"
     if name.lower().startswith("anonymous"):
         return f"name {name!r} looks like an alias"
+    if _fold(name) in {_fold(d) for d in taken_disciplines} | {_fold(p.discipline) for p in plan.parents}:
+        return f"name {name!r} is a discipline"
     if not 3 <= len(discipline) <= DISCIPLINE_LEN:
         return f"bad discipline {discipline!r}"
     folded = _fold(discipline)
@@ -197,8 +200,10 @@ def fallback_persona(plan: Plan, taken_names: Collection[str], taken_disciplines
     n = start
     while True:
         suffix = "" if n == 1 else f" {_numeral(n)}"
+        k = n - start + 1  # the discipline is numbered from its own first use
+        field_suffix = "" if k == 1 else f" {_numeral(k)}"
         name = base[: NAME_MAX - len(suffix)].rstrip("- ") + suffix
-        discipline = field[: DISCIPLINE_LEN - len(suffix)].rstrip() + suffix
+        discipline = field[: DISCIPLINE_LEN - len(field_suffix)].rstrip() + field_suffix
         if name.lower() not in names and discipline.lower() not in disciplines:
             break
         n += 1

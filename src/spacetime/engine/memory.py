@@ -13,6 +13,7 @@ the same note.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,8 +65,15 @@ def anonymize(text: str, own_alias: str | None, aliases: Iterable[str], names: I
         out = out.replace(alias, "your draft" if alias == own_alias else "another draft")
     out = _ALIAS.sub("another draft", out)
     for name in sorted({n for n in names if n}, key=len, reverse=True):
-        out = re.sub(rf"\b(?:the\s+)?{re.escape(name)}\b", "an author", out, flags=re.IGNORECASE)
+        if name.isascii() and out.isascii() and name.lower() not in out.lower():
+            continue  # cannot match (fast path: an epoch anonymizes N·(N−1) rationales against N names)
+        out = _name_pattern(name).sub("an author", out)
     return _SPACES.sub(" ", out).strip()
+
+
+@functools.lru_cache(maxsize=4096)
+def _name_pattern(name: str) -> re.Pattern[str]:
+    return re.compile(rf"\b(?:the\s+)?{re.escape(name)}\b", flags=re.IGNORECASE)
 
 
 def _clip(text: str, limit: int) -> str:

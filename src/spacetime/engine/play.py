@@ -3,20 +3,17 @@
 One book (``play_book``) is played with a live table. Several books (``play_books``: several book files, or
 ``--books N`` copies of one) are played at once by one process: each book is its own task with its own Director,
 every book shares one :class:`~spacetime.engine.models.SharedModels` (so an endpoint's concurrency bound holds
-across all books), one connection pool and one connection for the books' advisory locks. A book that fails is
-reported and the others play on.
+across all books), one connection pool and one connection for the books' advisory locks (the Reapers share one
+swap listener, ``spacetime.engine.reaper.SwapHub``). A book that fails is reported and the others play on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
-import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from spacetime.book import BookConfig, load_book, parse_book, validate_book_name
 from spacetime.config import Settings
@@ -28,20 +25,17 @@ from spacetime.models.base import ChatModel, Embedder
 from spacetime.store.connect import prepare
 from spacetime.store.store import Book, Store, open_store
 
-log = logging.getLogger("spacetime.play")
-
 DEFAULT_BOOK = "spacetime"
 MAX_POOL = 20
 """Database connections of a process playing many books (one holds every book's lock)."""
 
 
 def with_overrides(config: BookConfig, *, max_tokens: int | None, seed: int | None) -> BookConfig:
-    changes: dict[str, object] = {}
     if max_tokens is not None:
-        changes["max_tokens"] = max_tokens
+        config = dataclasses.replace(config, max_tokens=max_tokens)
     if seed is not None:
-        changes["seed"] = seed
-    return dataclasses.replace(config, **changes) if changes else config
+        config = dataclasses.replace(config, seed=seed)
+    return config
 
 
 async def open_book(
@@ -138,7 +132,9 @@ class BookRun:
     error: Exception | None = None
 
 
-def plan_books(book_files: Sequence[Path], *, book_name: str | None = None, copies: int | None = None) -> list[BookPlan]:
+def plan_books(
+    book_files: Sequence[Path], *, book_name: str | None = None, copies: int | None = None
+) -> list[BookPlan]:
     """The books ``spacetime run FILE… [--book NAME] [--books N]`` plays.
 
     * ``--books N``: ``N`` copies of each file (of the default book without a file), named ``<name>-1`` … ``<name>-N``
@@ -151,19 +147,18 @@ def plan_books(book_files: Sequence[Path], *, book_name: str | None = None, copi
     if book_name is not None and len(book_files) > 1:
         raise ConfigError("--book names one book: with several book files, each book takes its file's name")
     sources: list[tuple[Path | None, BookConfig | None, Exception | None]] = []
-    for path in book_files or [None]:  # type: ignore[list-item]
-        if path is None:
-            sources.append((None, None, None))
-            continue
+    if not book_files:
+        sources.append((None, None, None))
+    for path in book_files:
         try:
             sources.append((path, load_book(path), None))
         except ConfigError as exc:
             sources.append((path, None, exc))
     plans: list[BookPlan] = []
-    for path, config, error in sources:
+    for source, config, error in sources:
         base = book_name or (config.name if config is not None else None)
         if base is None:
-            base = path.stem if path is not None and len(sources) > 1 else DEFAULT_BOOK
+            base = source.stem if source is not None and len(sources) > 1 else DEFAULT_BOOK
         if copies is None:
             plans.append(BookPlan(base, config, 0, error))
         else:
@@ -174,7 +169,8 @@ def plan_books(book_files: Sequence[Path], *, book_name: str | None = None, copi
     names = [p.name for p in plans]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
-        raise ConfigError(f"two books would be named {', '.join(map(repr, twice))}: give each book file a distinct name")
+        named = ", ".join(map(repr, twice))
+        raise ConfigError(f"two books would be named {named}: give each book file a distinct name")
     return plans
 
 
@@ -196,14 +192,10 @@ async def play_books(
     it is recorded in its run (and passed to ``on_done``); the others play on. ``emit_for(name)`` gives each book's
     listener. Cancelling the call stops every book (an epoch in flight is not written).
     """
-    from spacetime.engine.reaper import POLL_S, Reaper
-
     url = prepare(settings)
     emit_for = emit_for or (lambda _name: _ignore)
     runs = [BookRun(plan.name) for plan in plans]
     shared = SharedModels()
-    relay = _SwapRelay(url, POLL_S)
-    relay_task = asyncio.create_task(relay.run(), name="swap-relay")
     pool_size = min(MAX_POOL, 2 + 2 * len(plans))
     try:
         async with open_store(url, max_size=pool_size) as store, store.book_locks() as locks:
@@ -219,17 +211,13 @@ async def play_books(
                         models = ModelPool(
                             config, prebuilt=dict(prebuilt or {}), prebuilt_embedder=prebuilt_embedder, shared=shared
                         )
-                        emit = emit_for(plan.name)
-                        director = Director(store=store, book=book, config=config, models=models, emit=emit)
-                        director.reaper = Reaper(store, book, config, director.seat_for, emit, models=models,
-                                                 listen=False)  # the relay listens for every book  # fmt: skip
-                        relay.reapers[str(book.book_id)] = director.reaper
+                        director = Director(store=store, book=book, config=config, models=models,
+                                            emit=emit_for(plan.name))  # fmt: skip
                         try:
                             await director.setup()
                             for _ in range(epochs):
                                 run.outcomes.append(await director.play_epoch_with_retries())
                         finally:
-                            relay.reapers.pop(str(book.book_id), None)
                             await director.close()
                             await models.aclose()
                 except asyncio.CancelledError:
@@ -241,55 +229,9 @@ async def play_books(
 
             await asyncio.gather(*(play_one(plan, run) for plan, run in zip(plans, runs, strict=True)))
     finally:
-        relay_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await relay_task
         await shared.aclose()
     return runs
 
 
 def _ignore(_event: object) -> None:
     return None
-
-
-class _SwapRelay:
-    """ONE connection listening for operator swaps on behalf of every book of the process.
-
-    A Reaper on its own opens a LISTEN connection per book: 100 books would take 100 connections, the embedded
-    server's whole ``max_connections``. Here each book's Reaper is built with ``listen=False`` and the relay wakes
-    the right one on a notification (payload ``<book_id>:<swap_id>``), and polls all of them every ``poll_s`` in
-    case a notification was missed — the same guarantees as the per-book listener.
-    """
-
-    def __init__(self, url: str, poll_s: float) -> None:
-        self.url = url
-        self.poll_s = poll_s
-        self.reapers: dict[str, Any] = {}
-
-    async def _notice(self, reaper: Any) -> None:
-        try:
-            await reaper._notice_swaps()
-        except Exception as exc:  # a failing book must not stop the relay
-            log.warning("swap relay: %s", exc)
-
-    async def run(self) -> None:
-        import psycopg
-
-        from spacetime.store import reaper_store
-
-        while True:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {reaper_store.SWAP_CHANNEL}")
-                    while True:
-                        async for note in conn.notifies(timeout=self.poll_s):
-                            reaper = self.reapers.get(note.payload.split(":", 1)[0])
-                            if reaper is not None:
-                                await self._notice(reaper)
-                        for reaper in list(self.reapers.values()):
-                            await self._notice(reaper)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # lost connection: retry after a pause
-                log.warning("swap relay: %s; retrying", exc)
-                await asyncio.sleep(self.poll_s)

@@ -32,7 +32,8 @@ import random
 import statistics
 import time
 import uuid
-from collections.abc import Callable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -77,7 +78,10 @@ class Newcomer:
 @dataclass
 class ReaperStats:
     stalls_ms: list[float] = field(default_factory=list)
-    """Per boundary with a newcomer: how long the epoch loop waited on the Reaper (ms)."""
+    """Per boundary with a newcomer: how long the epoch loop waited on the Reaper (ms), i.e. the time spent in
+    ``epoch_committed`` plus the time spent in the next ``ready``."""
+    committed_ms: list[float] = field(default_factory=list)
+    """The ``epoch_committed`` part of each stall (memory notes; no I/O)."""
     arrivals: int = 0
     swaps_applied: int = 0
     swaps_rejected: int = 0
@@ -95,7 +99,8 @@ class _Eliminated:
     loser_id: UUID
     seat: Seat | None
     needed: int
-    memories: list[tuple[UUID, list[dict[str, Any]]]]
+    record: EpochRecord
+    loser_notes: list[dict[str, Any]]
     done: asyncio.Future[list[tuple[Newcomer, UUID | None]]]
 
 
@@ -137,6 +142,7 @@ class Reaper:
         poll_s: float = POLL_S,
         listen: bool = True,
         prep_grace_s: float = 0.0,
+        ahead: int = 2,
     ) -> None:
         self.store = store
         self.book = book
@@ -148,6 +154,8 @@ class Reaper:
         self.listen = listen
         self.prep_grace_s = prep_grace_s
         """How long a boundary may wait for a successor still being prepared (0: never; take a quick one)."""
+        self.ahead = max(1, ahead)
+        """Newcomers kept in preparation."""
         self.rng = random.Random(config.seed)
         self.stats = ReaperStats()
         self.target = len(config.roster)
@@ -158,8 +166,14 @@ class Reaper:
         self._names: dict[UUID, str] = {}
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
         self._daemon: asyncio.Task[None] | None = None
-        self._listener: asyncio.Task[None] | None = None
-        self._next: asyncio.Task[Newcomer] | None = None
+        self._hub: SwapHub | None = None
+        self._ahead: list[asyncio.Task[Newcomer]] = []
+        self._claimed: dict[str, str] = {}
+        """Name → discipline of the newcomers prepared (or being prepared) and not seated yet."""
+        self._passed = asyncio.Event()
+        """Set while no boundary is in progress: the daemon's follow-up work waits for it, so that it does not
+        compete for the event loop with the boundary it just served."""
+        self._passed.set()
         self._boundary: list[asyncio.Future[list[tuple[Newcomer, UUID | None]]]] = []
         self._swaps: dict[UUID, tuple[rs.SwapRequest, asyncio.Task[Newcomer]]] = {}
         self._swap_lock = asyncio.Lock()
@@ -193,7 +207,7 @@ class Reaper:
             self._queue.put_nowait(_TopUp(self._epochs, replaces, done))
         await self._notice_swaps()
         if self.listen:
-            self._listener = asyncio.create_task(self._listen(), name=f"reaper-listen:{self.book.name}")
+            self._hub = SwapHub.join(self.store, self.book.book_id, self._notice_swaps, self.poll_s)
         self._ensure_prep()
 
     async def _catch_up_memories(self) -> None:
@@ -219,17 +233,18 @@ class Reaper:
         if not self._started:
             return
         self._started = False
-        if self._listener is not None:
-            await _finish(self._listener)
-            self._listener = None
+        if self._hub is not None:
+            await self._hub.leave(self.book.book_id)
+            self._hub = None
+        self._passed.set()
         if self._daemon is not None:
             self._queue.put_nowait(_STOP)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._daemon
             self._daemon = None
-        tasks = [t for _, t in self._swaps.values()] + ([self._next] if self._next is not None else [])
+        tasks = [t for _, t in self._swaps.values()] + self._ahead
         self._swaps.clear()
-        self._next = None
+        self._ahead = []
         for task in tasks:
             await _finish(task)
             if task.done() and not task.cancelled() and task.exception() is None:
@@ -261,13 +276,11 @@ class Reaper:
         self._names.update(names)
         loser = record.decision.loser_id
         seat = seats.pop(loser, None)
-        for agent_id, fb in mem.feedback_from_record(record, self._names).items():  # every name ever in the book
-            self._memory[agent_id] = mem.remember(self._memory.get(agent_id, []), fb)
-        notes = [(a, self._memory[a]) for a in record.active_agent_ids if a in self._memory]
-        self._memory.pop(loser, None)  # gone from the living book; kept in agents.memory and the archive
+        self._passed.clear()
         done = asyncio.get_running_loop().create_future()
         self._boundary.append(done)
-        event = _Eliminated(record.epoch_no, loser, seat, max(0, self.target - len(seats)), notes, done)
+        notes = self._memory.pop(loser, [])  # gone from the living book at once; archived with its last note
+        event = _Eliminated(record.epoch_no, loser, seat, max(0, self.target - len(seats)), record, notes, done)
         if self._daemon is None:  # not started (used without the daemon): do the work inline
             await self._on_eliminated(event)
         else:
@@ -276,6 +289,12 @@ class Reaper:
 
     async def ready(self, seats: dict[UUID, Seat]) -> None:
         """Before a burst: seat the newcomers of the last boundary and apply the operator swaps queued so far."""
+        try:
+            await self._ready(seats)
+        finally:
+            self._passed.set()
+
+    async def _ready(self, seats: dict[UUID, Seat]) -> None:
         t0 = time.perf_counter()
         entered: list[tuple[Newcomer, UUID | None, str]] = []
         boundary, self._boundary = self._boundary, []
@@ -313,8 +332,8 @@ class Reaper:
             self._committed_stall = 0.0
             return
         stall_ms = (time.perf_counter() - t0 + self._committed_stall) * 1000
-        self._committed_stall = 0.0
         self.stats.stalls_ms.append(stall_ms)
+        self.stats.committed_ms.append(self._committed_stall * 1000)
         self.stats.arrivals += len(entered)
         events = []
         for newcomer, replaced, kind in entered:
@@ -323,6 +342,7 @@ class Reaper:
             events.append(rs.ReaperEvent(self._epochs, kind, replaced, newcomer.seat.agent.agent_id, newcomer.source,
                                          newcomer.prepared_s, stall_ms, newcomer.note))  # fmt: skip
         log.info("boundary after epoch %d: %d newcomer(s), loop waited %.2f ms", self._epochs, len(entered), stall_ms)
+        self._committed_stall = 0.0
         self._queue.put_nowait(_Log(events))
 
     # ------------------------------------------------------------------ the daemon
@@ -347,19 +367,42 @@ class Reaper:
                     done.set_exception(exc)
 
     async def _on_eliminated(self, job: _Eliminated) -> None:
+        async def seat_all() -> list[tuple[Newcomer, UUID | None]]:
+            return [await self._seat_newcomer(job.epoch_no, job.loser_id if i == 0 else None)
+                    for i in range(job.needed)]  # fmt: skip
+
+        seating = asyncio.create_task(seat_all())
+        await asyncio.sleep(0)  # the INSERT goes out; the notes are written while the database works
         try:
-            arrivals = [await self._seat_newcomer(job.epoch_no, job.loser_id if i == 0 else None)
-                        for i in range(job.needed)]  # fmt: skip
+            notes = self._remember(job.record, job.loser_notes)
+            arrivals = await seating
         except BaseException as exc:
+            seating.cancel()
             if not job.done.done():
                 job.done.set_exception(exc)
             raise
         job.done.set_result(arrivals)
         self._announce(arrivals, job.epoch_no)
-        # off the loop from here on
+        if self._daemon is not None:  # the rest waits until the next burst is under way
+            await self._passed.wait()
         self._ensure_prep()
-        await rs.save_memories(self.store, job.memories)
+        await rs.save_memories(self.store, notes)
         await self._archive(job.loser_id, job.seat)
+
+    def _remember(
+        self, record: EpochRecord, loser_notes: list[dict[str, Any]]
+    ) -> list[tuple[UUID, list[dict[str, Any]]]]:
+        """Each agent of the epoch gets its note (the loser's last note goes to ``agents.memory`` and the archive,
+        not back into the living book). Returns the notes to save."""
+        loser = record.decision.loser_id
+        saved = []
+        for agent_id, fb in mem.feedback_from_record(record, self._names).items():  # every name ever in the book
+            if agent_id == loser:
+                saved.append((agent_id, mem.remember(loser_notes, fb)))
+            else:  # every other agent of the epoch is alive (swaps apply between epochs, after this)
+                self._memory[agent_id] = mem.remember(self._memory.get(agent_id, []), fb)
+                saved.append((agent_id, self._memory[agent_id]))
+        return saved
 
     async def _on_top_up(self, job: _TopUp) -> None:
         try:
@@ -389,9 +432,11 @@ class Reaper:
                 )  # fmt: skip
             except (rs.PersonaTaken, SpacetimeError) as exc:  # raced by another book or a swap: pick again
                 log.info("newcomer %s not seated (%s); picking another", newcomer.persona.name, exc)
+                self._claimed.pop(newcomer.persona.name, None)
                 self._book_names.add(newcomer.persona.name)
                 self._unused.append(newcomer)
                 continue
+            self._claimed.pop(newcomer.persona.name, None)
             newcomer.seat.agent = agent
             self._book_names.add(newcomer.persona.name)
             self._names[agent.agent_id] = newcomer.persona.name
@@ -415,30 +460,45 @@ class Reaper:
         return {swap.persona.name for swap, _ in self._swaps.values()}
 
     def _usable(self, persona: Persona) -> bool:
+        """Can still enter this book (never played here, not awaited by an operator swap)."""
         return persona.name not in self._book_names and persona.name not in self._pending_in()
 
+    def _free(self, persona: Persona) -> bool:
+        """Usable and not already prepared as another newcomer."""
+        return self._usable(persona) and persona.name not in self._claimed
+
+    def _claim(self, persona: Persona) -> Persona:
+        self._claimed[persona.name] = persona.discipline
+        return persona
+
     def _ensure_prep(self) -> None:
-        if self._next is None and self._started:
-            self._next = asyncio.create_task(self._prepare(), name=f"reaper-prepare:{self.book.name}")
+        """Keep ``ahead`` newcomers in preparation (the slow ones, bred by a model, get several epochs)."""
+        while self._started and len(self._ahead) < self.ahead:
+            self._ahead.append(asyncio.create_task(self._prepare(), name=f"reaper-prepare:{self.book.name}"))
 
     async def _take_successor(self) -> Newcomer:
-        task = self._next
-        if task is not None and not task.done() and self.prep_grace_s > 0:
-            await asyncio.wait([task], timeout=self.prep_grace_s)
-        if task is not None and task.done():
-            self._next = None
-            if not task.cancelled() and task.exception() is None:
-                newcomer = task.result()
-                if self._usable(newcomer.persona):
-                    return newcomer
-                self._unused.append(newcomer)
-            elif not task.cancelled():
-                log.warning("preparing a successor failed: %s", task.exception())
-        # still preparing (it becomes the next one) or unusable: a quick successor, no model call, no embedding
+        """The first prepared newcomer that is ready, else a quick one (the slow ones stay in preparation)."""
+        if self.prep_grace_s > 0 and self._ahead and not any(t.done() for t in self._ahead):
+            await asyncio.wait(self._ahead, timeout=self.prep_grace_s, return_when=asyncio.FIRST_COMPLETED)
+        for task in list(self._ahead):
+            if not task.done():
+                continue
+            self._ahead.remove(task)
+            if task.cancelled():
+                continue
+            if task.exception() is not None:
+                log.warning("preparing a newcomer failed: %s", task.exception())
+                continue
+            newcomer = task.result()
+            if self._usable(newcomer.persona):
+                return newcomer
+            self._claimed.pop(newcomer.persona.name, None)
+            self._unused.append(newcomer)
+        # none ready: a quick newcomer, no model call, no embedding
         return await self._quick_successor()
 
     def _reserve_left(self) -> list[Persona]:
-        return [p for p in self.config.reserve if self._usable(p)]
+        return [p for p in self.config.reserve if self._free(p)]
 
     def _newcomer(self, persona: Persona, source: str, t0: float, note: str | None = None,
                   embedding: tuple[str, list[float]] | None = None) -> Newcomer:  # fmt: skip
@@ -446,32 +506,40 @@ class Reaper:
                       model=self.config.agent_models.get(persona.name))  # fmt: skip
         return Newcomer(persona, self.seat_for(agent), source, time.perf_counter() - t0, note, embedding)
 
+    async def _taken(self) -> tuple[set[str], set[str]]:
+        """Names and disciplines a bred persona may not take: every stored persona's, and those of the newcomers
+        being prepared or awaited by a swap."""
+        names, disciplines = await rs.persona_names_and_disciplines(self.store)
+        return (names | self._pending_in() | set(self._claimed),
+                disciplines | set(self._claimed.values()))  # fmt: skip
+
     async def _quick_successor(self) -> Newcomer:
         t0 = time.perf_counter()
         left = self._reserve_left()
         if left:
             persona = self.rng.choice(left) if self.config.reserve_order == "random" else left[0]
-            return self._newcomer(persona, "reserve", t0)
+            return self._newcomer(self._claim(persona), "reserve", t0)
         plan = await self._plan()
-        names, disciplines = await rs.persona_names_and_disciplines(self.store)
-        child = breeding.fallback_persona(plan, names | self._pending_in(), disciplines)
+        names, disciplines = await self._taken()
+        child = self._claim(breeding.fallback_persona(plan, names, disciplines))
         return self._newcomer(child, "bred-fallback", t0, _plan_note(plan, ["no time to breed"]))
 
     async def _prepare(self) -> Newcomer:
         t0 = time.perf_counter()
         left = self._reserve_left()
+        if left and self.config.reserve_order == "diverse":
+            living = [a.name for a in await self.store.agents(self.book.book_id, alive_only=True)]
+            model = await self._ensure_embeddings([p.name for p in left] + living)
+            if model is not None and living:
+                ranked = await rs.most_different(self.store, [p.name for p in left], living, model)
+                by_name = {p.name: p for p in self._reserve_left()}  # again: others may have claimed meanwhile
+                chosen = next((by_name[n] for n in ranked if n in by_name), None)
+                if chosen is not None:
+                    return self._newcomer(self._claim(chosen), "reserve", t0)
+            left = self._reserve_left()
         if left:
-            if self.config.reserve_order == "random":
-                return self._newcomer(self.rng.choice(left), "reserve", t0)
-            if self.config.reserve_order == "diverse":
-                living = [a.name for a in await self.store.agents(self.book.book_id, alive_only=True)]
-                model = await self._ensure_embeddings([p.name for p in left] + living)
-                if model is not None and living:
-                    name = await rs.most_different(self.store, [p.name for p in left], living, model)
-                    chosen = next((p for p in left if p.name == name), None)
-                    if chosen is not None:
-                        return self._newcomer(chosen, "reserve", t0)
-            return self._newcomer(left[0], "reserve", t0)
+            persona = self.rng.choice(left) if self.config.reserve_order == "random" else left[0]
+            return self._newcomer(self._claim(persona), "reserve", t0)
         return await self._breed(t0)
 
     async def _ensure_embeddings(self, names: Sequence[str]) -> str | None:
@@ -499,8 +567,7 @@ class Reaper:
         plan = await self._plan()
         agents = await self.store.agents(self.book.book_id)
         book_personas = [a.name for a in agents]
-        names, disciplines = await rs.persona_names_and_disciplines(self.store)
-        taken_names = names | self._pending_in()
+        taken_names, disciplines = await self._taken()
         book_disciplines = sorted({a.persona.discipline for a in agents})
         problems: list[str] = []
         model = None
@@ -525,11 +592,12 @@ class Reaper:
                 if isinstance(answer, str):
                     problems.append(answer)
                     continue
+                taken_names, disciplines = await self._taken()  # others may have bred meanwhile
                 why = breeding.validate(answer, plan, taken_names, disciplines)
                 if why is not None:
                     problems.append(why)
                     continue
-                child = breeding.bred_persona(answer, plan)
+                child = self._claim(breeding.bred_persona(answer, plan))
                 embedding = None
                 if embedder is not None:
                     model_name = await self._ensure_embeddings(book_personas)
@@ -537,12 +605,14 @@ class Reaper:
                     nearest = await rs.nearest_persona(self.store, vector, book_personas, embedder.name)
                     if nearest is not None and nearest[1] > breeding.SIMILARITY_MAX:
                         problems.append(f"{child.name} is a near-duplicate of {nearest[0]} ({nearest[1]:.3f})")
+                        self._claimed.pop(child.name, None)
                         continue
                     embedding = (model_name or embedder.name, vector)
                 return self._newcomer(child, "bred", t0, _plan_note(plan, problems), embedding)
         else:
             problems.append("no model to breed with")
-        child = breeding.fallback_persona(plan, taken_names, disciplines)
+        taken_names, disciplines = await self._taken()
+        child = self._claim(breeding.fallback_persona(plan, taken_names, disciplines))
         embedding = None
         if embedder is not None:
             with contextlib.suppress(SpacetimeError):
@@ -561,23 +631,70 @@ class Reaper:
     async def _prepare_swap(self, swap: rs.SwapRequest) -> Newcomer:
         return self._newcomer(swap.persona, "operator", time.perf_counter())
 
-    async def _listen(self) -> None:
-        """LISTEN for swap notifications (and poll every ``poll_s`` in case one was missed); reconnects on errors."""
-        prefix = f"{self.book.book_id}:"
-        while self._started:
+
+class SwapHub:
+    """ONE connection per database (and event loop) LISTENs for operator swaps on behalf of every Reaper of the
+    process (a process playing 100 books holds one listening connection, not 100). A notification wakes the
+    Reaper of its book; every ``poll_s`` each Reaper also re-reads its queue, in case a notification was missed
+    (NOTIFY is not replayed, e.g. across a reconnect)."""
+
+    _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, SwapHub]] = weakref.WeakKeyDictionary()
+
+    def __init__(self, url: str, poll_s: float) -> None:
+        self.url = url
+        self.poll_s = poll_s
+        self.subscribers: dict[UUID, Callable[[], Awaitable[None]]] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def join(cls, store: Store, book_id: UUID, notice: Callable[[], Awaitable[None]], poll_s: float) -> SwapHub:
+        hubs = cls._hubs.setdefault(asyncio.get_running_loop(), {})
+        hub = hubs.get(store.url)
+        if hub is None:
+            hub = hubs[store.url] = SwapHub(store.url, poll_s)
+        hub.poll_s = min(hub.poll_s, poll_s)
+        hub.subscribers[book_id] = notice
+        if hub.task is None or hub.task.done():
+            hub.task = asyncio.create_task(hub._run(), name="reaper-swap-listener")
+        return hub
+
+    async def leave(self, book_id: UUID) -> None:
+        self.subscribers.pop(book_id, None)
+        if not self.subscribers:
+            hubs = self._hubs.get(asyncio.get_running_loop(), {})
+            if hubs.get(self.url) is self:
+                del hubs[self.url]
+            if self.task is not None:
+                await _finish(self.task)
+                self.task = None
+
+    async def _wake(self, book_ids: Sequence[UUID]) -> None:
+        for book_id in book_ids:
+            notice = self.subscribers.get(book_id)
+            if notice is None:
+                continue
             try:
-                async with await psycopg.AsyncConnection.connect(self.store.url, autocommit=True) as conn:
-                    await conn.execute(f"LISTEN {rs.SWAP_CHANNEL}")
-                    await self._notice_swaps()
-                    while self._started:
-                        async for note in conn.notifies(timeout=self.poll_s):
-                            if note.payload.startswith(prefix):
-                                await self._notice_swaps()
-                        await self._notice_swaps()
+                await notice()
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # lost connection: poll-and-retry after a pause
-                log.warning("swap listener: %s; retrying", exc)
+            except Exception:  # one book's trouble does not stop the others' swaps
+                log.exception("reading the swap queue of book %s failed", book_id)
+
+    async def _run(self) -> None:
+        while self.subscribers:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+                    await conn.execute(f"LISTEN {rs.SWAP_CHANNEL}")
+                    await self._wake(list(self.subscribers))  # whatever was queued before we listened
+                    while self.subscribers:
+                        async for note in conn.notifies(timeout=self.poll_s):
+                            with contextlib.suppress(ValueError):
+                                await self._wake([UUID(note.payload.split(":", 1)[0])])
+                        await self._wake(list(self.subscribers))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # lost connection: retry after a pause
+                log.warning("swap listener: %s; retrying in %.0f s", exc, self.poll_s)
                 await asyncio.sleep(self.poll_s)
 
 

@@ -130,29 +130,28 @@ async def insert_agent(
     bred = persona.origin is PersonaOrigin.BRED
     async with store.pool.connection() as conn:
         try:
-            async with conn.transaction():
-                # The loop waits on this transaction: one round trip (pipeline), no fsync wait. Losing it in a crash
-                # is harmless: nothing refers to the newcomer until an epoch commits (which flushes the WAL), and a
-                # resumed book seats a newcomer for every unreplaced death.
+            # The loop waits on this transaction: pipelined (BEGIN … COMMIT in one go), no fsync wait. Losing it in
+            # a crash is harmless: nothing refers to the newcomer until an epoch commits (which flushes the WAL),
+            # and a resumed book seats a newcomer for every unreplaced death.
+            async with conn.pipeline(), conn.transaction():
                 await conn.execute("SET LOCAL synchronous_commit = off")
-                async with conn.pipeline():
-                    added = await conn.execute(
-                        "INSERT INTO personas (name, discipline, voice, system_prompt, origin, parents, book_id) "
-                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING persona_id",
-                        (persona.name, persona.discipline, persona.voice, persona.system_prompt, persona.origin.value,
-                         list(persona.parents), book_id if bred else None),
-                    )  # fmt: skip
-                    if embedding is not None:
-                        await conn.execute(
-                            "UPDATE personas SET embedding = %s, embedding_model = %s WHERE name = %s",
-                            (_vec(embedding[1]), embedding[0], persona.name),
-                        )
+                added = await conn.execute(
+                    "INSERT INTO personas (name, discipline, voice, system_prompt, origin, parents, book_id) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING RETURNING persona_id",
+                    (persona.name, persona.discipline, persona.voice, persona.system_prompt, persona.origin.value,
+                     list(persona.parents), book_id if bred else None),
+                )  # fmt: skip
+                if embedding is not None:
                     await conn.execute(
-                        "INSERT INTO agents (agent_id, book_id, persona_id, name, rating, born_epoch, model, "
-                        "replaced_agent_id) SELECT %s, %s, persona_id, name, %s, %s, %s, %s FROM personas "
-                        "WHERE name = %s",
-                        (agent_id, book_id, rating, born_epoch, model, replaced_agent_id, persona.name),
+                        "UPDATE personas SET embedding = %s, embedding_model = %s WHERE name = %s",
+                        (_vec(embedding[1]), embedding[0], persona.name),
                     )
+                await conn.execute(
+                    "INSERT INTO agents (agent_id, book_id, persona_id, name, rating, born_epoch, model, "
+                    "replaced_agent_id) SELECT %s, %s, persona_id, name, %s, %s, %s, %s FROM personas "
+                    "WHERE name = %s",
+                    (agent_id, book_id, rating, born_epoch, model, replaced_agent_id, persona.name),
+                )
                 if bred and await added.fetchone() is None:
                     raise PersonaTaken(persona.name)  # rolls the transaction back
         except psycopg.errors.UniqueViolation:
@@ -218,16 +217,17 @@ async def set_persona_embeddings(store: Store, pairs: Iterable[tuple[str, Sequen
         await cur.executemany("UPDATE personas SET embedding = %s, embedding_model = %s WHERE name = %s", items)
 
 
-async def most_different(store: Store, candidates: Sequence[str], living: Sequence[str], model: str) -> str | None:
-    """The candidate whose nearest living persona is farthest away (pgvector cosine distance, exact search)."""
+async def most_different(store: Store, candidates: Sequence[str], living: Sequence[str], model: str) -> list[str]:
+    """The candidates, most different first: ranked by the cosine distance (pgvector, exact search) to their
+    nearest living persona, farthest first."""
     rows = await _rows(
         store,
         "SELECT c.name, min(c.embedding <=> l.embedding) AS nearest FROM personas c CROSS JOIN personas l "
         "WHERE c.name = ANY(%(c)s) AND l.name = ANY(%(l)s) AND c.embedding_model = %(m)s "
-        "AND l.embedding_model = %(m)s GROUP BY c.name ORDER BY nearest DESC, c.name LIMIT 1",
+        "AND l.embedding_model = %(m)s GROUP BY c.name ORDER BY nearest DESC, c.name",
         {"c": list(candidates), "l": list(living), "m": model},
     )
-    return rows[0]["name"] if rows else None
+    return [r["name"] for r in rows]
 
 
 async def nearest_persona(
@@ -352,10 +352,12 @@ async def apply_swap(
     params = {"swap": swap.swap_id, "name": swap.persona.name, "epoch": epoch_no, "cause": OPERATOR_SWAP,
               "out": swap.out_agent_id, "new": agent_id, "book": swap.book_id, "rating": rating, "model": model}
     async with store.pool.connection() as conn:
-        async with conn.transaction():
-            # no fsync wait: a swap lost in a crash is still pending (all or nothing) and is applied on resume
+        # pipelined (BEGIN … COMMIT in one go), no fsync wait: a swap lost in a crash is still pending (all or
+        # nothing) and is applied when the book resumes
+        async with conn.pipeline(), conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit = off")
-            applied = await (await conn.execute(_APPLY_SWAP, params)).fetchone()
+            cur = await conn.execute(_APPLY_SWAP, params)
+        applied = await cur.fetchone()
         if applied is not None:
             return SwapResult(True, None, swap.out_agent_id)
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
