@@ -453,6 +453,7 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int, replay: b
         "ratio_vs_replay": rates[-1] / replay_rate,
         "draft_calls_s": median(draft_s),
         "ballot_calls_s": median(ballot_s),
+        "other_s": median([w - d - b for w, d, b in zip(walls, draft_s, ballot_s, strict=True)]),
         "draft_completion_tokens": sum(c.completion_tokens for c in calls if not c.ballot),
         "ballot_completion_tokens": sum(c.completion_tokens for c in calls if c.ballot),
         "ballot_prompt_tokens": sum(c.prompt_tokens for c in calls if c.ballot),

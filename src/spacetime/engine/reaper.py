@@ -177,6 +177,7 @@ class Reaper:
         self._boundary: list[asyncio.Future[list[tuple[Newcomer, UUID | None]]]] = []
         self._swaps: dict[UUID, tuple[rs.SwapRequest, asyncio.Task[Newcomer]]] = {}
         self._swap_lock = asyncio.Lock()
+        self._choosing = asyncio.Lock()
         self._committed_stall = 0.0
         self._unused: list[Newcomer] = []
         self._started = False
@@ -526,20 +527,21 @@ class Reaper:
 
     async def _prepare(self) -> Newcomer:
         t0 = time.perf_counter()
-        left = self._reserve_left()
-        if left and self.config.reserve_order == "diverse":
-            living = [a.name for a in await self.store.agents(self.book.book_id, alive_only=True)]
-            model = await self._ensure_embeddings([p.name for p in left] + living)
-            if model is not None and living:
-                ranked = await rs.most_different(self.store, [p.name for p in left], living, model)
-                by_name = {p.name: p for p in self._reserve_left()}  # again: others may have claimed meanwhile
-                chosen = next((by_name[n] for n in ranked if n in by_name), None)
-                if chosen is not None:
-                    return self._newcomer(self._claim(chosen), "reserve", t0)
+        async with self._choosing:  # reserve picks happen in the order the preparations were started
             left = self._reserve_left()
-        if left:
-            persona = self.rng.choice(left) if self.config.reserve_order == "random" else left[0]
-            return self._newcomer(self._claim(persona), "reserve", t0)
+            if left and self.config.reserve_order == "diverse":
+                living = [a.name for a in await self.store.agents(self.book.book_id, alive_only=True)]
+                model = await self._ensure_embeddings([p.name for p in left] + living)
+                if model is not None and living:
+                    ranked = await rs.most_different(self.store, [p.name for p in left], living, model)
+                    by_name = {p.name: p for p in self._reserve_left()}  # again: a swap may have taken one
+                    chosen = next((by_name[n] for n in ranked if n in by_name), None)
+                    if chosen is not None:
+                        return self._newcomer(self._claim(chosen), "reserve", t0)
+                left = self._reserve_left()
+            if left:
+                persona = self.rng.choice(left) if self.config.reserve_order == "random" else left[0]
+                return self._newcomer(self._claim(persona), "reserve", t0)
         return await self._breed(t0)
 
     async def _ensure_embeddings(self, names: Sequence[str]) -> str | None:
@@ -576,19 +578,24 @@ class Reaper:
                 model = self.models.chat(self.config.model)
         embedder = self.models.embedder() if self.models is not None else None
         if model is not None:
-            for attempt in range(breeding.BREED_TRIES):
-                prompt = breeding.breed_prompt(plan, sorted(book_personas), book_disciplines)
-                seed = None if self.config.seed is None else self.rng.randrange(1 << 30)
-                try:
-                    completion = await model.complete(
-                        [Message("system", BREEDER_SYSTEM), Message("user", prompt)],
-                        max_tokens=breeding.BREED_MAX_TOKENS, json_schema=breeding.BREED_SCHEMA,
-                        temperature=0.9, seed=seed,
-                    )  # fmt: skip
-                except ModelError as exc:
-                    problems.append(f"model failed: {exc}")
-                    break
-                answer = breeding.parse_answer(completion.text)
+            # all the attempts at once: on a one-at-a-time model they are served together instead of each
+            # waiting for a turn behind the epoch's own calls; the first valid answer wins
+            prompt = breeding.breed_prompt(plan, sorted(book_personas), book_disciplines)
+            seeds = [None if self.config.seed is None else self.rng.randrange(1 << 30)
+                     for _ in range(breeding.BREED_TRIES)]  # fmt: skip
+            replies = await asyncio.gather(*(
+                model.complete(
+                    [Message("system", BREEDER_SYSTEM), Message("user", prompt)],
+                    max_tokens=breeding.BREED_MAX_TOKENS, json_schema=breeding.BREED_SCHEMA, temperature=0.9,
+                    seed=seed,
+                ) for seed in seeds), return_exceptions=True)  # fmt: skip
+            for reply in replies:
+                if isinstance(reply, BaseException):
+                    if not isinstance(reply, ModelError):
+                        raise reply
+                    problems.append(f"model failed: {reply}")
+                    continue
+                answer = breeding.parse_answer(reply.text)
                 if isinstance(answer, str):
                     problems.append(answer)
                     continue
