@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,11 +18,14 @@ from spacetime.store import embedded
 
 
 @pytest.fixture(scope="session")
-def pg_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    data_dir = tmp_path_factory.mktemp("spacetime-data")
+def pg_data_dir() -> Iterator[Path]:
+    # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps, which would pull the data
+    # directory from under a running server.
+    data_dir = Path(tempfile.mkdtemp(prefix="spacetime-test-pg-"))
     embedded.start(data_dir)
     yield data_dir
     embedded.stop(data_dir)
+    shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

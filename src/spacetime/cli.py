@@ -331,7 +331,9 @@ def swap(
 @app.command()
 def personas(
     ctx: typer.Context,
-    book: Annotated[str | None, typer.Option("--book", "-b", help="Also show each persona's state in this book.")] = None,
+    book: Annotated[
+        str | None, typer.Option("--book", "-b", help="Also show each persona's state in this book.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Built-in, custom and bred personas (with their parents); with --book, who is alive, dead or in reserve."""
@@ -406,7 +408,8 @@ def lineage(
     def label(r: dict[str, Any]) -> str:
         head = f"[bold]{escape(r['name'])}[/] ({escape(r['discipline'])})"
         if r["origin"] == "bred":
-            head += f" · bred from {escape(' × '.join(r['parents']))}" + (" (fallback)" if r["source"] == "bred-fallback" else "")
+            head += f" · bred from {escape(' × '.join(r['parents']))}"
+            head += " (fallback)" if r["source"] == "bred-fallback" else ""
         elif r["via"] == "swap":
             head += " · swapped in by the operator"
         elif r["via"] != "founder":
@@ -415,7 +418,8 @@ def lineage(
         if r["status"] == "alive":
             life += f" · [green]alive[/] · {r['rating']:.1f}"
         else:
-            life += f" · [red]dies at epoch {r['died_epoch']}[/] ({escape(r['cause_of_death'] or 'eliminated')}) · {r['rating']:.1f}"
+            cause = escape(r["cause_of_death"] or "eliminated")
+            life += f" · [red]dies at epoch {r['died_epoch']}[/] ({cause}) · {r['rating']:.1f}"
         return f"{head} — {life}"
 
     tree = Tree(f"[bold]{escape(book)}[/] — lineage")

@@ -115,11 +115,12 @@ def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_
     env["SPACETIME_DATABASE_URL"] = migrated_url
     started = time.monotonic()
     run = subprocess.Popen([sys.executable, "-m", "spacetime", "run", str(book), "--epochs", "3"], env=env,
-                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)  # fmt: skip
     swapped = None
     try:
         while run.poll() is None and time.monotonic() - started < 1500:
-            epochs = _q(migrated_url, "SELECT count(*) FROM simulation_epochs")[0][0] if _has_schema(migrated_url) else 0
+            epochs = _q(migrated_url, "SELECT count(*) FROM simulation_epochs")[0][0]
             if epochs >= 1 and swapped is None:
                 alive = {r[0] for r in _q(migrated_url, "SELECT name FROM agents WHERE status = 'alive'")}
                 out = next(n for n in ("Mathematician", "Politician", "Physicist", "Financier") if n in alive)
@@ -161,6 +162,3 @@ def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_
     assert _q(migrated_url, "SELECT count(*) FROM agent_archive") == [(4,)]
     assert all(s < 250 for s in stalls), stalls
 
-
-def _has_schema(url: str) -> bool:
-    return bool(_q(url, "SELECT to_regclass('simulation_epochs') IS NOT NULL")[0][0])

@@ -325,7 +325,7 @@ async def test_rejected_answers_fall_back_to_a_deterministic_child(store: Store,
                            "JOIN agents a ON a.agent_id = r.in_agent_id JOIN personas p USING (persona_id) "
                            "ORDER BY r.epoch_no")  # fmt: skip
     assert [r[0] for r in rows] == ["bred-fallback", "bred-fallback"]
-    for source, note, name, discipline, parents in rows:
+    for _, note, name, _, parents in rows:
         assert "is taken" in note and parents
         assert name.split(" ")[0].split("-")[0] in parents or any(name.startswith(p) for p in parents)
     assert len({r[2] for r in rows}) == 2 and len({r[3] for r in rows}) == 2

@@ -140,7 +140,8 @@ def test_validate_rejects(answer: dict[str, str], problem: str) -> None:
 
 def test_validate_accepts_a_new_persona_and_builds_it_with_parents() -> None:
     plan = _plan("crossover", "Physicist", "Cyberneticist")
-    answer = {"name": "Systems Physicist", "discipline": "Physical Cybernetics", "voice": "Loops of matter, told plainly."}
+    answer = {"name": "Systems Physicist", "discipline": "Physical Cybernetics",
+              "voice": "Loops of matter, told plainly."}
     assert breeding.validate(answer, plan, set(LIB), {p.discipline for p in LIB.values()}) is None
     persona = breeding.bred_persona(answer, plan)
     assert persona.origin is PersonaOrigin.BRED and persona.parents == ("Physicist", "Cyberneticist")

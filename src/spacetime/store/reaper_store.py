@@ -356,8 +356,8 @@ async def apply_swap(
         # nothing) and is applied when the book resumes
         async with conn.pipeline(), conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit = off")
-            cur = await conn.execute(_APPLY_SWAP, params)
-        applied = await cur.fetchone()
+            result = await conn.execute(_APPLY_SWAP, params)
+        applied = await result.fetchone()
         if applied is not None:
             return SwapResult(True, None, swap.out_agent_id)
         async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
