@@ -11,6 +11,7 @@ import asyncio
 import dataclasses
 import gc
 import json
+import os
 import random
 import statistics
 import time
@@ -114,7 +115,8 @@ async def _speedup(db_url: str, server: ServerProcess, n: int, repeats: int, max
 
 def speedup(db: BenchDatabase, model: LatencyModel, *, n: int, repeats: int, max_tokens: int) -> Row:
     """Parallel epochs (the Director) and the RoundRobinGroupChat baseline, alternated on one server."""
-    with ServerProcess(dataclasses.replace(model, slots=max(64, 2 * n))) as server, db.fresh() as url:
+    model = dataclasses.replace(model, slots=max(64, 2 * n))  # every call of an epoch runs at once
+    with ServerProcess(model) as server, db.fresh() as url:
         row = asyncio.run(_speedup(url, server, n, repeats, max_tokens))
     row["server"] = dataclasses.asdict(model)
     return row
@@ -459,7 +461,7 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int, replay: b
         "ballot_prompt_tokens": sum(c.prompt_tokens for c in calls if c.ballot),
         "draft_prompt_tokens": sum(c.prompt_tokens for c in calls if not c.ballot),
         "embed_drafts_s": embed_s[0] if embed_s else None,
-        "threads": chat.n_threads,
+        "threads": chat.n_threads or os.cpu_count(),
         "epochs": epochs,
     }
 

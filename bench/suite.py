@@ -189,8 +189,8 @@ def render(results: dict[str, Any]) -> str:
         out += ["", f"Embedded model, one epoch ({em['epoch_s']:.1f} s, medians): drafts {em['draft_calls_s']:.1f} s "
                 f"({em['draft_completion_tokens']} tokens written, {em['draft_prompt_tokens']} prompt tokens); "
                 f"ballots {em['ballot_calls_s']:.1f} s ({em['ballot_completion_tokens']} tokens written under the "
-                f"JSON grammar, {em['ballot_prompt_tokens']} prompt tokens); everything else {other:.1f} s, of "
-                f"which embedding the drafts alone takes {em['embed_drafts_s'] or 0:.1f} s."]
+                f"JSON grammar, {em['ballot_prompt_tokens']} prompt tokens); outside model calls {other:.1f} s. "
+                f"The drafts' embeddings run beside the ballots (alone they take {em['embed_drafts_s'] or 0:.1f} s)."]
     out += ["", f"Elapsed: {results['elapsed_s']:.0f} s"]
     return "\n".join(out)
 

@@ -81,3 +81,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120)
         text=True,
         timeout=timeout,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _free_embedded_models() -> Iterator[None]:
+    """Free cached llama.cpp models before interpreter shutdown (their finalizers fail once modules are torn down)."""
+    yield
+    import gc
+
+    from spacetime.models.embedded import unload_all
+
+    unload_all()
+    gc.collect()
