@@ -382,7 +382,8 @@ class Reaper:
             if not job.done.done():
                 job.done.set_exception(exc)
             raise
-        job.done.set_result(arrivals)
+        if not job.done.done():  # the waiting loop may have been cancelled (Ctrl-C): nobody wants the result
+            job.done.set_result(arrivals)
         self._announce(arrivals, job.epoch_no)
         if self._daemon is not None:  # the rest waits until the next burst is under way
             await self._passed.wait()
@@ -412,7 +413,8 @@ class Reaper:
             if not job.done.done():
                 job.done.set_exception(exc)
             raise
-        job.done.set_result(arrivals)
+        if not job.done.done():
+            job.done.set_result(arrivals)
         self._announce(arrivals, job.epoch_no)
         self._ensure_prep()
 
