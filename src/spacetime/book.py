@@ -122,7 +122,9 @@ def parse_book(data: dict[str, Any], *, where: str = "book config") -> BookConfi
                 system_prompt=raw.get("system_prompt"), origin=PersonaOrigin.CUSTOM,
             )  # fmt: skip
         except KeyError as exc:
-            raise ConfigError(f"{where}: a [[personas]] entry lacks {exc.args[0]!r} (needs name, discipline, voice)")
+            raise ConfigError(
+                f"{where}: a [[personas]] entry lacks {exc.args[0]!r} (needs name, discipline, voice)"
+            ) from None
         library[persona.name] = persona
 
     def personas(key: str, default: tuple[Persona, ...]) -> tuple[Persona, ...]:

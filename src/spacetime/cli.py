@@ -187,15 +187,21 @@ def run(
             help="Book file(s) (topic, roster, models). Optional. Several files: several books at once.",
         ),
     ] = None,
-    book: Annotated[str | None, typer.Option("--book", "-b", help="Book name (default: the file's name, else 'spacetime').")] = None,
+    book: Annotated[
+        str | None, typer.Option("--book", "-b", help="Book name (default: the file's name, else 'spacetime').")
+    ] = None,
     books: Annotated[
         int | None,
         typer.Option("--books", min=1, max=1000,
                      help="Play N copies of the book at once, named <book>-1 … <book>-N (sharing the endpoints)."),
     ] = None,  # fmt: skip
     epochs: Annotated[int, typer.Option("--epochs", "-n", min=1, help="Epochs to play now.")] = 3,
-    max_tokens: Annotated[int | None, typer.Option("--max-tokens", min=16, max=32768, help="Hard cap per draft (default 2048).")] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for aliases, orders, tie-breaks and sampling.")] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=16, max=32768, help="Hard cap per draft (default 2048).")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed for aliases, orders, tie-breaks and sampling.")
+    ] = None,
 ) -> None:
     """Play epochs of a book on real models; resumes a book that already has epochs.
 
@@ -282,7 +288,9 @@ def export(
 @app.command()
 def deck(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0: every one; no login!).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Interface to listen on (0.0.0.0: every one; no login!).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8501,
 ) -> None:
     """Open the Epistemic Deck: a live, read-only dashboard of every book (Streamlit), until Ctrl-C."""

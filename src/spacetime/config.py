@@ -51,7 +51,7 @@ def validate_database_url(url: str) -> str:
             "(e.g. postgresql://user:password@host:5432/dbname)"
         )
     try:
-        parts.port
+        _ = parts.port  # parsing the port raises for a non-number
     except ValueError:
         raise ConfigError(f"malformed database URL {redact_url(url)!r}: the port is not a number") from None
     return url

@@ -129,9 +129,8 @@ async def judgment(
             decision = decide_ballot(parsed, order)
             if decision.reask:
                 again = prompt + "\n\n" + REASK.format(aliases=", ".join(order))
-                second = await seat.runner.judge(
-                    again, json_schema=schema, max_tokens=reply_tokens, seed=None if call_seed is None else call_seed + 7
-                )
+                reseed = None if call_seed is None else call_seed + 7
+                second = await seat.runner.judge(again, json_schema=schema, max_tokens=reply_tokens, seed=reseed)
                 raws.append(second.text)
                 decision = decide_ballot(parsed, order, parse_ballot(second.text, order))
         except ModelError as exc:
