@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -526,8 +527,30 @@ def hoist_global_options(argv: list[str]) -> list[str]:
     return front + rest
 
 
+class OneLineFormatter(logging.Formatter):
+    """Warnings as ``spacetime: warning: …`` on one line; an attached exception adds its message, never a
+    traceback."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = f"spacetime: {record.levelname.lower()}: {record.getMessage()}"
+        if record.exc_info and record.exc_info[1] is not None:
+            line += f": {record.exc_info[1]}"
+        return " ".join(line.split("\n"))
+
+
+def configure_logging() -> None:
+    """Warnings and errors of every ``spacetime`` logger go to stderr, one line each."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(OneLineFormatter())
+    root = logging.getLogger("spacetime")
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    root.propagate = False
+
+
 def main() -> None:
     """Console-script entry point: one line and an exit code for every expected failure."""
+    configure_logging()
     try:
         app(args=hoist_global_options(sys.argv[1:]), prog_name="spacetime")
     except SpacetimeError as exc:

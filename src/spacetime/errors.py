@@ -43,6 +43,14 @@ class ModelError(SpacetimeError):
     exit_code = 1
 
 
+class ModelHostCrashed(SpacetimeError):
+    """Raised when the embedded model's host process died (SIGSEGV in llama.cpp, SIGILL, SIGKILL from the OOM
+    killer …) and may not be restarted again. Not a ``ModelError``: a dead host is not one failed call that the
+    tournament can forfeit or abstain, so it ends the run (nothing unfinished is saved; running again resumes)."""
+
+    exit_code = 1
+
+
 class BallotError(SpacetimeError):
     """Raised when a ballot cannot be parsed or repaired into valid votes."""
 

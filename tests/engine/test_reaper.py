@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import os
 import random
 import re
@@ -28,7 +29,7 @@ from spacetime.engine.events import AgentEntered, EpochStarted
 from spacetime.engine.memory import MAX_NOTES
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
-from spacetime.errors import ConfigError
+from spacetime.errors import ConfigError, ModelHostCrashed
 from spacetime.models.base import Embedder
 from spacetime.models.fake import HashEmbedder, ScriptedCall, ScriptedModel
 from spacetime.personas import builtin_personas
@@ -309,8 +310,9 @@ async def test_breeding_never_blocks_a_boundary_and_keeps_the_slow_child(store: 
     # epoch 1 ended before the model finished breeding: a deterministic child, no wait
     assert rows[0][1] == "bred-fallback" and rows[0][3]
     assert rows[0][2].split("-")[0].split(" ")[0] in {p for p in rows[0][3]}
-    # the slow child was kept and seated at the next death
-    assert rows[1][1] == "bred" and rows[1][2] in ("Astrobiologist", "Cartographer")
+    # a slow child was kept and seated at the next death: one of the model's answers to the two preparations in
+    # flight (which of them finishes first depends on the machine's load)
+    assert rows[1][1] == "bred" and rows[1][2] in {name for name, _, _ in BRED[: 2 * BREED_TRIES]}
     assert max(stalls) < 100, stalls
 
 
@@ -641,3 +643,26 @@ async def test_persona_name_taken_by_another_book_is_not_reused(store: Store, mi
                               replaced_agent_id=None)  # fmt: skip
     assert q(migrated_url, "SELECT count(*) FROM agents WHERE book_id = %s", other.book_id) == [(0,)]
     assert q(migrated_url, "SELECT discipline FROM personas WHERE name = 'Astrobiologist'") == [("Astrobiology",)]
+
+
+# --------------------------------------------------------------------------- a dead model host
+async def test_a_model_host_crash_while_breeding_ends_the_run_once_and_keeps_the_book(
+    store: Store, migrated_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Breeding calls go to the same model host as drafts: its death there is not swallowed as a failed breed (a
+    fallback child and a warning) but ends the run with the host's one error; the committed epoch stays."""
+
+    async def host_dies(call: ScriptedCall) -> None:
+        raise ModelHostCrashed("the embedded model's host process (pid 1) was killed by SIGSEGV while generating")
+
+    model = ScriptedModel(replies=responder(before_breed=host_dies), name="embedded")
+    director = await make_director(store, model, book_config(reserve=()), reaper_options={"prep_grace_s": 5.0})
+    try:
+        with pytest.raises(ModelHostCrashed, match="SIGSEGV"):
+            await director.play(3)
+    finally:
+        await director.close()
+    assert any(is_breed_call(c) for c in model.calls)
+    assert q(migrated_url, "SELECT epoch_no FROM simulation_epochs") == [(1,)]  # nothing of epoch 2 was written
+    reaper_lines = [r for r in caplog.records if r.name == "spacetime.reaper" and r.levelno >= logging.WARNING]
+    assert reaper_lines == []  # the run's one error line says it; the Reaper adds nothing

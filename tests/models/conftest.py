@@ -153,11 +153,12 @@ def gguf_path() -> Path:
 
 @pytest.fixture(scope="session")
 def llama_server(gguf_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real ``python -m llama_cpp.server`` on the packaged GGUF, on a free loopback port; yields its base URL
+    """A real ``llama_cpp.server`` (under this CPU's load plan: ``plan_server.py``) on the packaged GGUF, on a free
+    loopback port; yields its base URL
     (``http://127.0.0.1:PORT/v1``) and stops it at the end of the session. The served model id is ``smollm2``."""
     port = free_port()
     command = [
-        sys.executable, "-m", "llama_cpp.server",
+        sys.executable, str(Path(__file__).with_name("plan_server.py")),
         "--model", str(gguf_path),
         "--model_alias", "smollm2",
         "--host", "127.0.0.1",

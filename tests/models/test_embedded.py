@@ -60,7 +60,7 @@ def test_missing_package_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_construction_is_lazy_and_validated(tmp_path: Path) -> None:
     model = EmbeddedModel(n_ctx=1024, name="tiny")
-    assert isinstance(model, ChatModel) and model.context_window == 1024 and model._shared is None
+    assert isinstance(model, ChatModel) and model.context_window == 1024 and model._loaded is False
     assert isinstance(EmbeddedEmbedder(), Embedder)
     with pytest.raises(ConfigError, match="not found"):
         EmbeddedModel(model_path=tmp_path / "missing.gguf")
@@ -136,12 +136,15 @@ async def test_count_and_truncate_are_exact() -> None:
 
 @pytest.mark.slow
 async def test_agents_share_one_llama_and_calls_are_serialised() -> None:
+    from spacetime.models.host import shared_host
+
     models = [EmbeddedModel(name=f"agent-{i}") for i in range(4)]
+    host = shared_host()
     started = time.perf_counter()
     results = await asyncio.gather(*(m.complete(NOVELIST, max_tokens=16, seed=i) for i, m in enumerate(models)))
     wall = time.perf_counter() - started
     assert all(r.completion_tokens == 16 for r in results)
-    assert len({id(m._shared) for m in models}) == 1
+    assert shared_host() is host and host.pid is not None  # one host process serves every agent
     key = (str(find_smollm2_gguf()), 8192, False)
     assert loaded_models().count(key) == 1
     # one at a time: service times do not overlap, so they add up to at most the wall time

@@ -77,7 +77,7 @@ def test_build_embedded_model_is_lazy(gguf_path) -> None:
 
     model = build_model(EndpointSpec(name="embedded", context_window=2048))
     assert isinstance(model, EmbeddedModel) and model.path == gguf_path and model.context_window == 2048
-    assert model._shared is None  # nothing loaded yet
+    assert model._loaded is False  # nothing loaded yet
     embedder = build_embedder(EndpointSpec(name="embedded"))
     assert isinstance(embedder, EmbeddedEmbedder) and embedder.name == "smollm2-135m-q4_1-mean"
 

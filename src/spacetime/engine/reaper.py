@@ -46,7 +46,7 @@ from spacetime.engine import breeding
 from spacetime.engine import memory as mem
 from spacetime.engine.events import AgentEntered, Listener
 from spacetime.engine.seats import Seat
-from spacetime.errors import ModelError, SpacetimeError
+from spacetime.errors import ModelError, ModelHostCrashed, SpacetimeError
 from spacetime.models.base import Message
 from spacetime.store import reaper_store as rs
 from spacetime.store.store import Book, Store
@@ -362,7 +362,8 @@ class Reaper:
                 elif isinstance(job, _Log):
                     await rs.log_events(self.store, self.book.book_id, job.events)
             except Exception as exc:  # keep the daemon alive; the loop sees failures through the futures
-                log.exception("reaper job %s failed", type(job).__name__)
+                if not isinstance(exc, ModelHostCrashed):  # the loop reports a dead model host itself, once
+                    log.exception("reaper job %s failed", type(job).__name__)
                 done = getattr(job, "done", None)
                 if done is not None and not done.done():
                     done.set_exception(exc)
@@ -489,8 +490,11 @@ class Reaper:
             self._ahead.remove(task)
             if task.cancelled():
                 continue
-            if task.exception() is not None:
-                log.warning("preparing a newcomer failed: %s", task.exception())
+            error = task.exception()
+            if isinstance(error, ModelHostCrashed):  # the model is gone for good: so is this run
+                raise error
+            if error is not None:
+                log.warning("preparing a newcomer failed: %s", error)
                 continue
             newcomer = task.result()
             if self._usable(newcomer.persona):

