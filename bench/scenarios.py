@@ -203,6 +203,8 @@ async def _layers(base_url: str, rounds: int, per_round: int) -> Row:
     agent = PersonaAgent(personas(1)[0], model, system_message=system)
     client = openai.AsyncOpenAI(base_url=base_url, api_key="none", max_retries=0)
     http = httpx.AsyncClient(timeout=30)
+    autogen_client, autogen_history = _autogen_client(base_url, system, prompt)
+    autogen_args = {"max_tokens": 700, "temperature": 0.8, "extra_body": {"response_format": response_format}}
 
     async def plain_httpx() -> Any:
         reply = await http.post(f"{base_url}/chat/completions", content=json.dumps(body),
@@ -214,7 +216,10 @@ async def _layers(base_url: str, rounds: int, per_round: int) -> Row:
         "openai SDK chat.completions.create": lambda: client.chat.completions.create(
             model="bench-model", messages=raw, max_tokens=700, extra_body={"response_format": response_format}
         ),  # type: ignore[arg-type]
-        "OpenAICompatModel.complete (AutoGen client)": lambda: model.complete(
+        "AutoGen OpenAIChatCompletionClient.create (the backend before #10)": lambda: autogen_client.create(
+            autogen_history, extra_create_args=autogen_args
+        ),
+        "OpenAICompatModel.complete (AsyncOpenAI, since #10)": lambda: model.complete(
             [Message("system", system), Message("user", prompt)], max_tokens=700, json_schema=schema
         ),
         "PersonaAgent.judge (AutoGen AssistantAgent)": lambda: agent.judge(prompt, json_schema=schema,
@@ -234,8 +239,25 @@ async def _layers(base_url: str, rounds: int, per_round: int) -> Row:
         await agent.close()
         await model.aclose()
         await client.close()
+        await autogen_client.close()
         await http.aclose()
     return {label: median(values) for label, values in samples.items()}
+
+
+def _autogen_client(base_url: str, system: str, prompt: str) -> tuple[Any, list[Any]]:
+    """AutoGen's ``OpenAIChatCompletionClient`` configured as ``OpenAICompatModel`` wrapped it before #10 (the
+    comparison row of the layers figure; the product no longer uses it)."""
+    import warnings
+
+    from autogen_core.models import ModelFamily, ModelInfo, SystemMessage, UserMessage
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    warnings.filterwarnings("ignore", message=r"Resolved model mismatch", category=UserWarning)
+    info = ModelInfo(vision=False, function_calling=False, json_output=True, structured_output=True,
+                     family=ModelFamily.UNKNOWN, multiple_system_messages=True)  # fmt: skip
+    client = OpenAIChatCompletionClient(model="bench-model", api_key="none", base_url=base_url, model_info=info,
+                                        timeout=30, max_retries=0, include_name_in_message=False)  # fmt: skip
+    return client, [SystemMessage(content=system), UserMessage(content=prompt, source="user")]
 
 
 def layers(*, rounds: int, per_round: int) -> Row:

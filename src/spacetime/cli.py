@@ -110,7 +110,7 @@ def db_stop(
 ) -> None:
     """Stop the embedded PostgreSQL server cleanly (it keeps running between commands otherwise)."""
     from spacetime.store import embedded
-    from spacetime.store.connect import APPLICATION_NAME, connect_sync
+    from spacetime.store.connect import other_spacetime_connections
 
     settings = settings_of(ctx)
     if not settings.embedded:
@@ -120,14 +120,10 @@ def db_stop(
         typer.echo(f"the embedded PostgreSQL in {settings.pgdata} is not running")
         return
     if not force:
-        with connect_sync(url) as conn:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()",
-                (APPLICATION_NAME,),
-            ).fetchall()
-        if rows:
+        in_use = other_spacetime_connections(url)
+        if in_use:
             raise ConfigError(
-                f"the embedded PostgreSQL is in use by {len(rows)} spacetime connection(s): "
+                f"the embedded PostgreSQL is in use by {in_use} spacetime connection(s): "
                 "stop `spacetime run`/`spacetime deck` first, or pass --force"
             )
     embedded.stop(settings.data_dir)

@@ -35,6 +35,12 @@ class FinishReason(StrEnum):
     """Cut by the token cap: the draft is kept, its author takes the truncation penalty."""
     OTHER = "other"
 
+    @classmethod
+    def from_openai(cls, raw: str | None) -> FinishReason:
+        """An OpenAI-style ``finish_reason`` (``stop``, ``length``; anything else, or none, is ``OTHER``)."""
+        text = (raw or "").lower()
+        return cls(text) if text in (cls.STOP, cls.LENGTH) else cls.OTHER
+
 
 class BallotStatus(StrEnum):
     OK = "ok"

@@ -31,12 +31,6 @@ class StoreConfigError(StoreError):
     exit_code = 2
 
 
-class StoreBusyError(StoreError):
-    """Raised when another ``spacetime`` process holds the embedded server's data directory in an incompatible way."""
-
-    exit_code = 2
-
-
 class ModelError(SpacetimeError):
     """Raised when a model backend fails after its retries (timeout, 5xx, refused connection) or is misconfigured."""
 
@@ -47,11 +41,5 @@ class ModelHostCrashed(SpacetimeError):
     """Raised when the embedded model's host process died (SIGSEGV in llama.cpp, SIGILL, SIGKILL from the OOM
     killer …) and may not be restarted again. Not a ``ModelError``: a dead host is not one failed call that the
     tournament can forfeit or abstain, so it ends the run (nothing unfinished is saved; running again resumes)."""
-
-    exit_code = 1
-
-
-class BallotError(SpacetimeError):
-    """Raised when a ballot cannot be parsed or repaired into valid votes."""
 
     exit_code = 1

@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import statistics
 import time
 import uuid
 import weakref
@@ -87,10 +86,6 @@ class ReaperStats:
     swaps_rejected: int = 0
     bred: int = 0
     bred_fallback: int = 0
-
-    @property
-    def median_stall_ms(self) -> float | None:
-        return statistics.median(self.stalls_ms) if self.stalls_ms else None
 
 
 @dataclass

@@ -34,7 +34,7 @@ from autogen_core.models import (
     CreateResult,
     FunctionExecutionResultMessage,
     LLMMessage,
-    ModelCapabilities,  # type: ignore[attr-defined]
+    ModelCapabilities,
     ModelFamily,
     ModelInfo,
     RequestUsage,
@@ -205,10 +205,8 @@ class AgentModelAdapter(ChatCompletionClient):
         return self._model.context_window - self.count_tokens(messages)
 
     @property
-    def capabilities(self) -> ModelCapabilities:  # type: ignore[override]
-        return ModelCapabilities(  # type: ignore[typeddict-item]
-            vision=False, function_calling=False, json_output=True
-        )
+    def capabilities(self) -> ModelCapabilities:
+        return ModelCapabilities(vision=False, function_calling=False, json_output=True)
 
     @property
     def model_info(self) -> ModelInfo:

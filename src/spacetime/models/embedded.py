@@ -161,12 +161,9 @@ def unload_all() -> None:
         _VOCABS.clear()
 
 
-_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
-
-
 def map_finish_reason(raw: str | None) -> FinishReason:
     """OpenAI-style ``finish_reason`` → ``FinishReason`` (``stop``, ``length``, anything else is ``OTHER``)."""
-    return _FINISH.get((raw or "").lower(), FinishReason.OTHER)
+    return FinishReason.from_openai(raw)
 
 
 @dataclass(eq=False)

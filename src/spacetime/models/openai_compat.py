@@ -1,27 +1,17 @@
 """Any OpenAI-compatible chat server (vLLM, llama.cpp ``llama-server``, ``python -m llama_cpp.server``, Ollama,
-OpenAI) behind the ``ChatModel`` interface, through AutoGen's ``OpenAIChatCompletionClient``.
+OpenAI) behind the ``ChatModel`` interface, on openai's ``AsyncOpenAI`` directly.
 
-What this module relies on in autogen-ext 0.7.5 (``autogen_ext/models/openai/_openai_client.py``):
+AutoGen is not on this path: each living agent is an AutoGen agent (``spacetime.models.agents``, the one module
+that imports AutoGen), whose model client forwards to this ``ChatModel``; a second AutoGen client underneath would
+only convert messages back and forth (its per-call cost is measured in ``spacetime bench --only layers``).
 
-* ``create(..., extra_create_args={...})`` accepts any key of openai's ``CompletionCreateParamsBase`` (plus
-  ``timeout``, ``stream``, ``extra_body``) and passes it to ``client.chat.completions.create`` unchanged. A
-  ``response_format`` given there as a plain dict is sent as is (only a pydantic *class* switches AutoGen to the
-  beta ``parse`` client), so every structured-output dialect below goes through ``extra_create_args`` with
-  ``json_output`` left ``None``. The ``model_info`` flags are checked only for ``json_output=True``/pydantic
-  classes, never for a raw ``response_format``; we still set them truthfully.
-* ``model_info`` is mandatory for a model name AutoGen does not know (``ValueError: model_info is required when
-  model name is not a valid OpenAI model``, microsoft/autogen#6189); ``structured_output`` missing only warns
-  (validation added in microsoft/autogen#5556). We pass all fields with ``family="unknown"``.
-* ``include_name_in_message`` defaults to ``True``: each ``UserMessage.source`` is sent as the OpenAI ``name``
-  field, which some servers reject or fold into the prompt. We turn it off.
-* The wrapped ``AsyncOpenAI`` retries twice by itself (openai's default ``max_retries=2``); we set it to 0 and
-  retry with tenacity so the attempt count, backoff and error message are ours.
-* Each call logs an ``LLMCallEvent`` (the full prompt and response) at INFO on the ``autogen_core.events``
-  logger; keep that logger above INFO unless prompts may be logged.
-* AutoGen warns "Resolved model mismatch" on every call whose response names a different model than the request
-  (``llama_cpp.server`` answers with the GGUF path); the warning is filtered here.
-* ``finish_reason`` is normalised by AutoGen to ``stop``/``length``/``function_calls``/``content_filter``/
-  ``unknown``; usage comes from the response (0 when the server sends none).
+* ``AsyncOpenAI`` retries twice by itself (openai's default ``max_retries=2``); we set it to 0 and retry with
+  tenacity so the attempt count, backoff and error message are ours.
+* ``response_format`` goes in ``extra_body`` (the same JSON on the wire): as a typed argument openai's request
+  transform walks the whole ballot schema on every call.
+* Messages carry no ``name`` field (some servers reject it or fold it into the prompt).
+* ``finish_reason`` ``stop``/``length`` map to ours, anything else (``tool_calls``, ``content_filter``, a server's
+  own word) is ``OTHER``; usage comes from the response (0 when the server sends none).
 """
 
 from __future__ import annotations
@@ -30,7 +20,6 @@ import asyncio
 import math
 import re
 import time
-import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -41,8 +30,6 @@ from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ConfigError, ModelError
 from spacetime.models.base import Message
 from spacetime.models.registry import NO_KEY, StructuredOutput
-
-warnings.filterwarnings("ignore", message=r"Resolved model mismatch", category=UserWarning)
 
 CHARS_PER_TOKEN = 3.0
 """Token estimate over HTTP: one token per 3 UTF-8 bytes. Real tokenizers average ~4 characters per token on
@@ -173,8 +160,6 @@ class _Endpoint:
         return ModelError(line)
 
 
-_FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH}
-
 _NAME_RE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
@@ -194,7 +179,7 @@ def response_format_for(
 
 
 class OpenAICompatModel:
-    """``ChatModel`` for one OpenAI-compatible endpoint, built on AutoGen's ``OpenAIChatCompletionClient``.
+    """``ChatModel`` for one OpenAI-compatible endpoint, on openai's ``AsyncOpenAI``.
 
     ``concurrency`` bounds requests in flight (``llama_cpp.server`` serves one at a time: use 1; vLLM many);
     ``latency_s`` is measured inside the slot. ``structured_output`` picks how ``json_schema`` is requested (see
@@ -220,8 +205,7 @@ class OpenAICompatModel:
         strict_schema: bool = True,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
     ) -> None:
-        from autogen_core.models import ModelFamily, ModelInfo
-        from autogen_ext.models.openai import OpenAIChatCompletionClient
+        from openai import AsyncOpenAI
 
         self.name = name
         self.model = model
@@ -236,25 +220,7 @@ class OpenAICompatModel:
             RetryPolicy(max_retries, retry_initial_s, retry_max_s),
             api_key,
         )
-        info = ModelInfo(
-            vision=False,
-            function_calling=False,
-            json_output=structured_output != "none",
-            structured_output=structured_output in ("json_schema", "json_object_schema"),
-            family=ModelFamily.UNKNOWN,
-            multiple_system_messages=True,
-        )
-        config: dict[str, Any] = {
-            "model": model,
-            "api_key": api_key or NO_KEY,
-            "model_info": info,
-            "timeout": timeout_s,
-            "max_retries": 0,
-            "include_name_in_message": False,
-        }
-        if base_url:
-            config["base_url"] = base_url
-        self._client = OpenAIChatCompletionClient(**config)
+        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
 
     @property
     def concurrency(self) -> int:
@@ -269,19 +235,14 @@ class OpenAICompatModel:
         temperature: float = 0.8,
         seed: int | None = None,
     ) -> Completion:
-        from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
-
         if max_tokens < 1:
             raise ValueError("max_tokens must be at least 1")
-        history: list[LLMMessage] = []
-        for m in messages:
-            if m.role == "system":
-                history.append(SystemMessage(content=m.content))
-            elif m.role == "user":
-                history.append(UserMessage(content=m.content, source="user"))
-            else:
-                history.append(AssistantMessage(content=m.content, source="assistant"))
-        args: dict[str, Any] = {self.max_tokens_param: max_tokens, "temperature": temperature}
+        args: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": m.role, "content": m.content} for m in messages],
+            self.max_tokens_param: max_tokens,
+            "temperature": temperature,
+        }
         if seed is not None:
             args["seed"] = seed
         if json_schema is not None:
@@ -292,14 +253,14 @@ class OpenAICompatModel:
                 # 6 drafts, and it grows with the drafts judged) for a body that ends up byte-identical.
                 args["extra_body"] = {"response_format": response_format}
 
-        result, latency = await self._endpoint.call(lambda: self._client.create(history, extra_create_args=args))
-        content = result.content if isinstance(result.content, str) else ""
+        result, latency = await self._endpoint.call(lambda: self._client.chat.completions.create(**args))
+        choice = result.choices[0] if result.choices else None
         usage = result.usage
         return Completion(
-            text=content,
-            finish_reason=_FINISH.get(result.finish_reason, FinishReason.OTHER),
-            prompt_tokens=int(usage.prompt_tokens or 0),
-            completion_tokens=int(usage.completion_tokens or 0),
+            text=(choice.message.content or "") if choice is not None else "",
+            finish_reason=FinishReason.from_openai(choice.finish_reason if choice is not None else None),
+            prompt_tokens=int(usage.prompt_tokens or 0) if usage else 0,
+            completion_tokens=int(usage.completion_tokens or 0) if usage else 0,
             latency_s=latency,
         )
 

@@ -38,6 +38,16 @@ def connect_sync(url: str, *, autocommit: bool = True, timeout_s: int = 10) -> p
         raise connect_error(url, exc) from None
 
 
+def other_spacetime_connections(url: str) -> int:
+    """How many other ``spacetime`` connections (runs, decks) the server at ``url`` has now."""
+    with connect_sync(url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (APPLICATION_NAME,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def check_server(conn: psycopg.Connection, url: str) -> None:
     version = conn.info.server_version
     if version < 150000:

@@ -63,11 +63,6 @@ async def load_memories(store: Store, book_id: UUID) -> dict[UUID, Any]:
     return {r["agent_id"]: r["memory"] for r in rows}
 
 
-async def agent_memory(store: Store, agent_id: UUID) -> Any:
-    rows = await _rows(store, "SELECT memory FROM agents WHERE agent_id = %s", (agent_id,))
-    return rows[0]["memory"] if rows else None
-
-
 async def save_memories(store: Store, memories: Iterable[tuple[UUID, list[dict[str, Any]]]]) -> None:
     items = [(json.dumps(notes), agent_id) for agent_id, notes in memories]
     if not items:
@@ -103,10 +98,6 @@ async def stored_epoch(store: Store, book_id: UUID, epoch_no: int) -> dict[str, 
 
 
 # --------------------------------------------------------------------------- agents, archive
-async def book_agent_names(store: Store, book_id: UUID) -> set[str]:
-    return {r["name"] for r in await _rows(store, "SELECT name FROM agents WHERE book_id = %s", (book_id,))}
-
-
 async def persona_names_and_disciplines(store: Store) -> tuple[set[str], set[str]]:
     rows = await _rows(store, "SELECT name, discipline FROM personas")
     return {r["name"] for r in rows}, {r["discipline"] for r in rows}

@@ -216,13 +216,6 @@ class Store:
                 ],
             )
 
-    async def personas(self) -> list[tuple[Persona, UUID | None]]:
-        rows = await self.rows(
-            "SELECT name AS p_name, discipline, voice, system_prompt, origin, parents, book_id "
-            "FROM personas ORDER BY created_at, name"
-        )
-        return [(_persona(r), r["book_id"]) for r in rows]
-
     async def add_agent(
         self,
         book_id: UUID,
