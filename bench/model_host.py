@@ -59,8 +59,11 @@ def measure(repeats: int, max_tokens: int, q4_0: Path | None) -> None:
     print(f"llama.cpp: {info}\nload plan here: use_extra_bufts={plan.use_extra_bufts} — {plan.reason}\n")
     path = str(find_smollm2_gguf())
     variants: dict[str, Callable[[list[dict[str, str]], int], tuple[Any, float]]] = {}
+    settings = (True, False) if plan.use_extra_bufts else (False,)
+    if not plan.use_extra_bufts:
+        print("extra buffers are off on this CPU: only the 'off' variants run in this process\n")
     for label, gguf in (("Q4_1", path), *((("Q4_0", str(q4_0)),) if q4_0 else ())):
-        for extra in (True, False):
+        for extra in settings:
             llama = _load(gguf, extra)
 
             def call(messages: list[dict[str, str]], n: int, llama: Any = llama) -> tuple[Any, float]:
