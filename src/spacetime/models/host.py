@@ -177,6 +177,8 @@ class ModelHost:
                     conn.send((op.value, args))
                     reply = conn.recv()
                 except (EOFError, OSError):
+                    if self.state is HostState.CLOSED:  # closed under us (shutdown), not a crash
+                        raise ModelError("the embedded model host is closed") from None
                     self._crashed(op.doing)
                     continue  # restarted (else _crashed raised)
                 if reply[0] == "ok":
@@ -309,8 +311,8 @@ class ModelHost:
         try:
             if self.state is HostState.CLOSED:
                 return
-            self._stop_process()
             self.state = HostState.CLOSED
+            self._stop_process()
             if self._log_path:  # a healthy host's log; crashed hosts' logs are kept (named in the error)
                 Path(self._log_path).unlink(missing_ok=True)
                 self._log_path = None

@@ -129,8 +129,8 @@ class Host:
                 result = getattr(self, op)(*args)
             except LoadFailed as err:
                 reply: tuple[Any, ...] = ("error", "load", str(err))
-            except (ValueError, RuntimeError, SystemError, KeyError, TypeError) as err:
-                reply = ("error", "call", str(err) or type(err).__name__)
+            except Exception as err:  # a Python-level failure of one call (a bad grammar, context overflow …):
+                reply = ("error", "call", str(err) or type(err).__name__)  # the host lives on; only native dies
             else:
                 reply = ("ok", result, time.perf_counter() - started)
             try:
