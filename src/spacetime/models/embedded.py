@@ -158,6 +158,8 @@ def unload_all() -> None:
     with _LOADED_LOCK:
         _LOADED.clear()
     with _VOCAB_LOCK:
+        for vocab in _VOCABS.values():
+            vocab.model.close()
         _VOCABS.clear()
 
 
