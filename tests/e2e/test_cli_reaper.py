@@ -108,7 +108,8 @@ seed = 5
 def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_url: str, tmp_path: Path) -> None:
     """3 epochs on SmolLM2-135M: the reserve of 1 enters, then personas are bred by the model (or the
     deterministic fallback when its answers are rejected); a swap typed in another terminal after epoch 1
-    is applied at the next boundary while `spacetime run` keeps going."""
+    is handled at the next boundary (applied, or refused because its agent lost first) while `spacetime run` keeps
+    going."""
     book = tmp_path / "reaped.toml"
     book.write_text(BOOK_TOML)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPACETIME_")}
@@ -122,8 +123,13 @@ def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_
         while run.poll() is None and time.monotonic() - started < 1500:
             epochs = _q(migrated_url, "SELECT count(*) FROM simulation_epochs")[0][0]
             if epochs >= 1 and swapped is None:
-                alive = {r[0] for r in _q(migrated_url, "SELECT name FROM agents WHERE status = 'alive'")}
-                out = next(n for n in ("Mathematician", "Politician", "Physicist", "Financier") if n in alive)
+                # the best-rated founder: the swap lands at the boundary after epoch 1 or 2 (it races the run),
+                # and an agent eliminated before it lands makes it "rejected" (tested elsewhere); the best-rated
+                # is the one least likely to lose epoch 2 (model calls interleave with breeding, so the epoch's
+                # outcome is not reproducible from the seed alone)
+                founders = ("Mathematician", "Politician", "Physicist", "Financier")
+                out = _q(migrated_url, "SELECT name FROM agents WHERE status = 'alive' AND name = ANY(%s) "
+                                       "ORDER BY rating DESC, name LIMIT 1", list(founders))[0][0]  # fmt: skip
                 swapped = (out, epochs, run_cli("swap", "--book", "reaped", "--out", out, "--in", "Historian",
                                                 env={"SPACETIME_DATABASE_URL": migrated_url}))  # fmt: skip
             time.sleep(0.5)
@@ -150,15 +156,25 @@ def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_
     bred = _q(migrated_url, "SELECT name, discipline, voice, parents FROM personas WHERE origin = 'bred'")
     assert len(bred) == 2 and all(1 <= len(b[3]) <= 2 for b in bred), bred
     print("  bred:", "; ".join(f"{b[0]} ({b[1]}) from {' × '.join(b[3])}" for b in bred))
-    # the swap: applied at the first boundary after it was typed, the run never stopped
+    # the swap, typed while epoch 2 runs, is handled at the first boundary after it, and the run never stops.
+    # SmolLM2's epoch 2 is not reproducible from the seed (its calls interleave with breeding, and llama.cpp reuses
+    # the previous call's prefix), so the swapped agent may lose epoch 2 first: then the swap must be refused for
+    # exactly that reason. (The applied path is also covered deterministically by the scripted six-epoch test.)
     out, epochs_then, _ = swapped
-    (status, applied), = _q(migrated_url, "SELECT status, applied_epoch FROM swap_requests")
-    assert status == "applied" and applied in (epochs_then, epochs_then + 1)
-    assert _q(migrated_url, "SELECT cause_of_death, died_epoch FROM agents WHERE name = %s", out) == [
-        ("operator swap", applied)]
+    (status, applied, reason), = _q(migrated_url, "SELECT status, applied_epoch, reason FROM swap_requests")
+    died = _q(migrated_url, "SELECT cause_of_death, died_epoch FROM agents WHERE name = %s", out)
+    if status == "rejected":
+        assert died[0][0] == "lowest rating" and died[0][1] in (epochs_then, epochs_then + 1), (died, events)
+        assert reason == f"{out} died before the swap (epoch {died[0][1]})", reason
+        assert "Historian" not in out_text
+        archived = 3
+    else:
+        assert status == "applied" and applied in (epochs_then, epochs_then + 1), (out, epochs_then, reason, events)
+        assert died == [("operator swap", applied)]
+        assert "Historian" in out_text and "enters" in out_text
+        archived = 4
     assert _q(migrated_url, "SELECT count(*) FROM simulation_epochs") == [(3,)]
     assert _q(migrated_url, "SELECT count(*) FROM agents WHERE status = 'alive'") == [(4,)]
-    assert "Historian" in out_text and "enters" in out_text
-    assert _q(migrated_url, "SELECT count(*) FROM agent_archive") == [(4,)]
+    assert _q(migrated_url, "SELECT count(*) FROM agent_archive") == [(archived,)]
     assert all(s < 250 for s in stalls), stalls
 
