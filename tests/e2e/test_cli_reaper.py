@@ -125,8 +125,7 @@ def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_
             if epochs >= 1 and swapped is None:
                 # the best-rated founder: the swap lands at the boundary after epoch 1 or 2 (it races the run),
                 # and an agent eliminated before it lands makes it "rejected" (tested elsewhere); the best-rated
-                # is the one least likely to lose epoch 2 (model calls interleave with breeding, so the epoch's
-                # outcome is not reproducible from the seed alone)
+                # is the one least likely to lose epoch 2 (whose outcome the seed alone does not fix: see below)
                 founders = ("Mathematician", "Politician", "Physicist", "Financier")
                 out = _q(migrated_url, "SELECT name FROM agents WHERE status = 'alive' AND name = ANY(%s) "
                                        "ORDER BY rating DESC, name LIMIT 1", list(founders))[0][0]  # fmt: skip
@@ -157,9 +156,9 @@ def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_
     assert len(bred) == 2 and all(1 <= len(b[3]) <= 2 for b in bred), bred
     print("  bred:", "; ".join(f"{b[0]} ({b[1]}) from {' × '.join(b[3])}" for b in bred))
     # the swap, typed while epoch 2 runs, is handled at the first boundary after it, and the run never stops.
-    # SmolLM2's epoch 2 is not reproducible from the seed (its calls interleave with breeding, and llama.cpp reuses
-    # the previous call's prefix), so the swapped agent may lose epoch 2 first: then the swap must be refused for
-    # exactly that reason. (The applied path is also covered deterministically by the scripted six-epoch test.)
+    # Epoch 2 is not reproducible from the seed on the real model (lateness penalties come from measured service
+    # times; breeding calls interleave with the epoch's), so the swapped agent may lose epoch 2 first: then the swap
+    # must be refused for exactly that reason. (The applied path is also covered deterministically by the scripted six-epoch test.)
     out, epochs_then, _ = swapped
     (status, applied, reason), = _q(migrated_url, "SELECT status, applied_epoch, reason FROM swap_requests")
     died = _q(migrated_url, "SELECT cause_of_death, died_epoch FROM agents WHERE name = %s", out)
