@@ -158,7 +158,8 @@ def test_real_model_run_breeds_and_takes_a_swap_from_a_second_terminal(migrated_
     # the swap, typed while epoch 2 runs, is handled at the first boundary after it, and the run never stops.
     # Epoch 2 is not reproducible from the seed on the real model (lateness penalties come from measured service
     # times; breeding calls interleave with the epoch's), so the swapped agent may lose epoch 2 first: then the swap
-    # must be refused for exactly that reason. (The applied path is also covered deterministically by the scripted six-epoch test.)
+    # must be refused for exactly that reason. (The applied path is also covered deterministically by the scripted
+    # six-epoch test.)
     out, epochs_then, _ = swapped
     (status, applied, reason), = _q(migrated_url, "SELECT status, applied_epoch, reason FROM swap_requests")
     died = _q(migrated_url, "SELECT cause_of_death, died_epoch FROM agents WHERE name = %s", out)
