@@ -19,7 +19,6 @@ from spacetime.models.embedded import (
     EmbeddedModel,
     find_smollm2_gguf,
     loaded_models,
-    map_finish_reason,
 )
 
 BALLOT_SCHEMA = {
@@ -69,10 +68,10 @@ def test_construction_is_lazy_and_validated(tmp_path: Path) -> None:
 
 
 def test_finish_reason_mapping() -> None:
-    assert map_finish_reason("stop") is FinishReason.STOP
-    assert map_finish_reason("length") is FinishReason.LENGTH
-    assert map_finish_reason("tool_calls") is FinishReason.OTHER
-    assert map_finish_reason(None) is FinishReason.OTHER
+    assert FinishReason.from_openai("stop") is FinishReason.STOP
+    assert FinishReason.from_openai("length") is FinishReason.LENGTH
+    assert FinishReason.from_openai("tool_calls") is FinishReason.OTHER
+    assert FinishReason.from_openai(None) is FinishReason.OTHER
 
 
 # ---------------------------------------------------------------- the real model

@@ -159,13 +159,8 @@ def unload_all() -> None:
         _LOADED.clear()
     with _VOCAB_LOCK:
         for vocab in _VOCABS.values():
-            vocab.model.close()
+            vocab.model.close()  # type: ignore[no-untyped-call]
         _VOCABS.clear()
-
-
-def map_finish_reason(raw: str | None) -> FinishReason:
-    """OpenAI-style ``finish_reason`` → ``FinishReason`` (``stop``, ``length``, anything else is ``OTHER``)."""
-    return FinishReason.from_openai(raw)
 
 
 @dataclass(eq=False)
@@ -239,7 +234,7 @@ class EmbeddedModel:
         usage = response.get("usage") or {}
         return Completion(
             text=choice["message"].get("content") or "",
-            finish_reason=map_finish_reason(choice.get("finish_reason")),
+            finish_reason=FinishReason.from_openai(choice.get("finish_reason")),
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             latency_s=latency,

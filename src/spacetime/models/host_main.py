@@ -95,16 +95,14 @@ class Host:
                 llama = llama_cpp.Llama(path, **kwargs)
         except (ValueError, RuntimeError, OSError) as err:
             raise LoadFailed(f"cannot load the GGUF model {os.path.basename(path)}: {err}") from err
-        if bool(llama.model_params.use_extra_bufts) != self.plan.use_extra_bufts and hasattr(
-            llama.model_params, "use_extra_bufts"
-        ):  # pragma: no cover - the wrapper above failed to apply
+        if extra_bufts(llama) != self.plan.use_extra_bufts:  # pragma: no cover - the wrapper above did not apply
             raise LoadFailed("llama-cpp-python ignored the extra-buffer setting of this CPU's load plan")
         return llama
 
     # ------------------------------------------------------------------ operations
     def load(self, key: tuple[Any, ...]) -> dict[str, Any]:
         llama = self.model(key)
-        return {"n_embd": int(llama.n_embd()), "use_extra_bufts": bool(llama.model_params.use_extra_bufts)}
+        return {"n_embd": int(llama.n_embd()), "use_extra_bufts": extra_bufts(llama)}
 
     def chat(self, key: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return self.model(key).create_chat_completion(**kwargs)
@@ -137,6 +135,12 @@ class Host:
                 conn.send(reply)
             except (OSError, EOFError):
                 return
+
+
+def extra_bufts(llama: Llama) -> bool:
+    """The ``use_extra_bufts`` a model was loaded with (a llama-cpp-python without the field: llama.cpp's default,
+    on)."""
+    return bool(getattr(llama.model_params, "use_extra_bufts", True))
 
 
 def mean_pool(token_vectors: Any) -> list[float]:
