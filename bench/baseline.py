@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from autogen_agentchat.teams import RoundRobinGroupChat
 
 from bench.recording import PhaseModel
+from spacetime.adapters.llm.autogen import JUDGE_TEMPERATURE, PersonaAgent
 from spacetime.domain import Persona
-from spacetime.models.agents import JUDGE_TEMPERATURE, PersonaAgent
-from spacetime.models.base import ChatModel
-from spacetime.tournament.ballot import ballot_schema
-from spacetime.tournament.budget import ballot_reply_tokens
+from spacetime.ports import ChatModel
+from spacetime.rules.ballot import ballot_schema
+from spacetime.rules.budget import ballot_reply_tokens
 
 REVIEW_TASK = (
     "Every author above has written a draft of the chapter. Now review, in turn, every draft except your own: for "

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import psycopg
 
+from spacetime.adapters.pg import embedded
+from spacetime.adapters.pg.connect import prepare
 from spacetime.config import Settings
-from spacetime.store import embedded
-from spacetime.store.connect import prepare
 
 
 def _with_db(url: str, dbname: str) -> str:

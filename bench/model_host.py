@@ -25,9 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spacetime.models.embedded import find_smollm2_gguf
-from spacetime.models.host import ModelHost, Op
-from spacetime.models.host_main import current_plan, model_params
+from spacetime.adapters.llm.embedded import find_smollm2_gguf
+from spacetime.adapters.llm.host import ModelHost, Op
+from spacetime.adapters.llm.host_main import current_plan, model_params
 
 DRAFT = [{"role": "user", "content": "Write a long chapter about time, clocks, memory and the physics of entropy."}]
 LONG = " ".join(f"Sentence {i} describes a clock that measures the entropy of memory." for i in range(70))

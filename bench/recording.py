@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spacetime.domain import Completion
-from spacetime.models.base import ChatModel, Message
+from spacetime.ports import ChatModel, Message
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from spacetime.adapters.llm.registry import EndpointSpec
 from spacetime.book import BookConfig, load_book
 from spacetime.domain import Persona, PersonaOrigin
-from spacetime.models.registry import EndpointSpec
 from spacetime.personas import builtin_personas, make_persona
 
 _FIELDS = (

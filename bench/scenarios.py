@@ -26,6 +26,8 @@ from bench.process import ServerProcess
 from bench.recording import RecordingModel
 from bench.roster import bench_book, personas
 from bench.server import LatencyModel
+from spacetime.adapters.llm.registry import build_model
+from spacetime.adapters.pg.store import Store, open_store
 from spacetime.config import Settings
 from spacetime.domain import (
     Agent,
@@ -42,9 +44,7 @@ from spacetime.domain import (
 from spacetime.engine.director import Director
 from spacetime.engine.events import EpochCommitted
 from spacetime.engine.models import ModelPool
-from spacetime.models.registry import build_model
 from spacetime.prompts import render
-from spacetime.store.store import Store, open_store
 
 Row = dict[str, Any]
 
@@ -188,10 +188,10 @@ async def _layers(base_url: str, rounds: int, per_round: int) -> Row:
     import httpx
     import openai
 
-    from spacetime.models.agents import PersonaAgent
-    from spacetime.models.base import Message
-    from spacetime.models.openai_compat import OpenAICompatModel
-    from spacetime.tournament.ballot import ballot_schema
+    from spacetime.adapters.llm.autogen import PersonaAgent
+    from spacetime.adapters.llm.openai_compat import OpenAICompatModel
+    from spacetime.ports import Message
+    from spacetime.rules.ballot import ballot_schema
 
     prompt = "word " * 1200
     schema = ballot_schema([f"Anonymous_Scribe_{i}" for i in range(1, 7)])
@@ -414,8 +414,8 @@ def commit(db: BenchDatabase, *, ns: list[int], repeats: dict[int, int], dim: in
 
 # --------------------------------------------------------------------------- 7. embedded model
 async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int, replay: bool = True) -> Row:
-    from spacetime.models.base import Message
-    from spacetime.models.embedded import EmbeddedModel, unload_all
+    from spacetime.adapters.llm.embedded import EmbeddedModel, unload_all
+    from spacetime.ports import Message
 
     config = bench_book(n, base_url=None, max_tokens=max_tokens, reserve=epochs + 3)
     chat = EmbeddedModel()

@@ -16,7 +16,10 @@ import tempfile
 import time
 from pathlib import Path
 
-CODE = "import sys; from pathlib import Path; from spacetime.store import embedded; embedded.start(Path(sys.argv[1]))"
+CODE = (
+    "import sys; from pathlib import Path; from spacetime.adapters.pg import embedded; "
+    "embedded.start(Path(sys.argv[1]))"
+)
 
 
 def _start(data_dir: Path) -> float:
@@ -28,7 +31,7 @@ def _start(data_dir: Path) -> float:
 
 def _python_baseline() -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-c", "import spacetime.store.embedded"], check=True)
+    subprocess.run([sys.executable, "-c", "import spacetime.adapters.pg.embedded"], check=True)
     return time.perf_counter() - t0
 
 
@@ -36,7 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    from spacetime.store import embedded
+    from spacetime.adapters.pg import embedded
 
     cold, warm, reuse, base = [], [], [], []
     for _ in range(args.repeats):

@@ -14,7 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from spacetime.store import embedded
+from spacetime.adapters.pg import embedded
 
 
 @pytest.fixture(scope="session")
@@ -55,15 +55,15 @@ def fresh_db_url(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture
 def migrated_url(fresh_db_url: str) -> str:
+    from spacetime.adapters.pg.connect import prepare
     from spacetime.config import Settings
-    from spacetime.store.connect import prepare
 
     return prepare(Settings(data_dir=Path("/nonexistent"), database_url=fresh_db_url))
 
 
 @pytest.fixture
 async def store(migrated_url: str) -> AsyncIterator[object]:
-    from spacetime.store.store import open_store
+    from spacetime.adapters.pg.store import open_store
 
     async with open_store(migrated_url) as s:
         yield s
@@ -89,7 +89,7 @@ def _free_embedded_models() -> Iterator[None]:
     yield
     import gc
 
-    from spacetime.models.embedded import unload_all
+    from spacetime.adapters.llm.embedded import unload_all
 
     unload_all()
     gc.collect()

@@ -39,9 +39,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from spacetime.adapters.llm.registry import EndpointSpec
 from spacetime.domain import NAME_MAX, Persona, PersonaOrigin
 from spacetime.errors import ConfigError
-from spacetime.models.registry import EndpointSpec
 from spacetime.personas import builtin_personas, make_persona
 
 ReserveOrder = Literal["queue", "random", "diverse"]

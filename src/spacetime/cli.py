@@ -81,8 +81,8 @@ def run_async(coro: Coroutine[Any, Any, T]) -> T:
 @db_app.command("migrate")
 def db_migrate(ctx: typer.Context) -> None:
     """Create or upgrade the schema (idempotent; safe to run from two processes at once)."""
-    from spacetime.store.connect import connect_sync, database_url
-    from spacetime.store.migrations import migrate
+    from spacetime.adapters.pg.connect import connect_sync, database_url
+    from spacetime.adapters.pg.migrations import migrate
 
     settings = settings_of(ctx)
     url = database_url(settings)
@@ -98,7 +98,7 @@ def db_migrate(ctx: typer.Context) -> None:
 @db_app.command("url")
 def db_url(ctx: typer.Context) -> None:
     """Print a URL any PostgreSQL client (psql, DBeaver) can use; starts the embedded server if needed."""
-    from spacetime.store.connect import database_url
+    from spacetime.adapters.pg.connect import database_url
 
     typer.echo(database_url(settings_of(ctx)))
 
@@ -109,8 +109,8 @@ def db_stop(
     force: Annotated[bool, typer.Option("--force", help="Stop even while other spacetime processes use it.")] = False,
 ) -> None:
     """Stop the embedded PostgreSQL server cleanly (it keeps running between commands otherwise)."""
-    from spacetime.store import embedded
-    from spacetime.store.connect import other_spacetime_connections
+    from spacetime.adapters.pg import embedded
+    from spacetime.adapters.pg.connect import other_spacetime_connections
 
     settings = settings_of(ctx)
     if not settings.embedded:
@@ -138,8 +138,8 @@ def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Books, epochs, chapters and the roster with ratings."""
-    from spacetime.store.connect import prepare
-    from spacetime.store.store import open_store
+    from spacetime.adapters.pg.connect import prepare
+    from spacetime.adapters.pg.store import open_store
 
     settings = settings_of(ctx)
     url = prepare(settings)
@@ -207,14 +207,19 @@ def run(
     when any book failed).
     """
     from spacetime.engine.play import play_book
+    from spacetime.ui import EpochProgress
 
     settings = settings_of(ctx)
     files = list(book_files or [])
     if len(files) <= 1 and books is None:
-        name, outcomes = run_async(
-            play_book(settings, files[0] if files else None, book_name=book, epochs=epochs, max_tokens=max_tokens,
-                      seed=seed)  # fmt: skip
-        )
+        progress = EpochProgress()
+        try:
+            name, outcomes = run_async(
+                play_book(settings, files[0] if files else None, book_name=book, epochs=epochs,
+                          max_tokens=max_tokens, seed=seed, emit=progress)  # fmt: skip
+            )
+        finally:
+            progress.close()
         typer.echo(f"played {len(outcomes)} epoch(s) of {name!r}: `spacetime export --book {name}` prints the book")
         return
     _run_many(settings, files, book=book, books=books, epochs=epochs, max_tokens=max_tokens, seed=seed)
@@ -251,9 +256,9 @@ def export(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Write the canon (the committed chapters, in order) as Markdown."""
-    from spacetime.canon import render_markdown
-    from spacetime.store.connect import prepare
-    from spacetime.store.store import open_store
+    from spacetime.adapters.pg.connect import prepare
+    from spacetime.adapters.pg.store import open_store
+    from spacetime.rules.canon import render_markdown
 
     url = prepare(settings_of(ctx))
 
@@ -291,8 +296,8 @@ def deck(
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8501,
 ) -> None:
     """Open the Epistemic Deck: a live, read-only dashboard of every book (Streamlit), until Ctrl-C."""
+    from spacetime.adapters.pg.connect import prepare
     from spacetime.deck import serve
-    from spacetime.store.connect import prepare
 
     url = prepare(settings_of(ctx))
     typer.echo(f"The Epistemic Deck (read-only): http://{host}:{port}  (Ctrl-C stops it)", err=True)
@@ -316,10 +321,10 @@ def swap(
     in_persona: Annotated[str, typer.Option("--in", help="The persona to bring in (see `spacetime personas`).")],
 ) -> None:
     """Swap a living agent for a persona at the book's next epoch boundary (a running book applies it live)."""
+    from spacetime.adapters.pg import reaper_store
+    from spacetime.adapters.pg.connect import prepare
+    from spacetime.adapters.pg.store import open_store
     from spacetime.personas import builtin_personas
-    from spacetime.store import reaper_store
-    from spacetime.store.connect import prepare
-    from spacetime.store.store import open_store
 
     url = prepare(settings_of(ctx))
 
@@ -342,11 +347,11 @@ def personas(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Built-in, custom and bred personas (with their parents); with --book, who is alive, dead or in reserve."""
+    from spacetime.adapters.pg import reaper_store
+    from spacetime.adapters.pg.connect import prepare
+    from spacetime.adapters.pg.store import open_store
     from spacetime.book import parse_book
     from spacetime.personas import builtin_personas
-    from spacetime.store import reaper_store
-    from spacetime.store.connect import prepare
-    from spacetime.store.store import open_store
 
     url = prepare(settings_of(ctx))
 
@@ -392,9 +397,9 @@ def lineage(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Who replaced whom at which epoch, and which personas bred personas descend from, as a tree."""
-    from spacetime.store import reaper_store
-    from spacetime.store.connect import prepare
-    from spacetime.store.store import open_store
+    from spacetime.adapters.pg import reaper_store
+    from spacetime.adapters.pg.connect import prepare
+    from spacetime.adapters.pg.store import open_store
 
     url = prepare(settings_of(ctx))
 

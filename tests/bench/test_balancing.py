@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from bench.server import BenchServer, LatencyModel
+from spacetime.adapters.llm.balanced import BalancedEmbedder, BalancedModel
+from spacetime.adapters.llm.fake import ScriptedModel
+from spacetime.adapters.llm.registry import EndpointSpec, build_embedder, build_model
 from spacetime.book import load_book, parse_book
 from spacetime.engine.models import ModelPool, SharedModels
 from spacetime.errors import ConfigError, ModelError
-from spacetime.models.balanced import BalancedEmbedder, BalancedModel
-from spacetime.models.base import Message
-from spacetime.models.fake import ScriptedModel
-from spacetime.models.registry import EndpointSpec, build_embedder, build_model
+from spacetime.ports import Message
 from tests.models.conftest import free_port
 
 PROMPT = [Message("user", "Write.")]

@@ -12,12 +12,12 @@ import pytest
 
 from bench.process import ServerProcess
 from bench.server import LatencyModel
+from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
 from spacetime.book import load_book
 from spacetime.config import Settings
 from spacetime.engine.events import EpochCommitted
 from spacetime.engine.play import BookPlan, plan_books, play_books
 from spacetime.errors import ConfigError
-from spacetime.models.fake import HashEmbedder, ScriptedCall, ScriptedModel
 from tests.conftest import run_cli
 from tests.engine.scripted import tournament_responder
 

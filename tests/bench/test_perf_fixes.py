@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from spacetime.engine.memory import _ALIAS, _SPACES, anonymize
+from spacetime.rules.memory import _ALIAS, _SPACES, anonymize
 
 
 def _reference_anonymize(text: str, own_alias: str | None, aliases: list[str], names: list[str]) -> str:

@@ -17,10 +17,10 @@ import pytest
 
 from bench.process import ServerProcess
 from bench.server import BenchServer, LatencyModel
+from spacetime.adapters.llm.openai_compat import OpenAICompatEmbedder, OpenAICompatModel
 from spacetime.domain import FinishReason
-from spacetime.models.base import Message
-from spacetime.models.openai_compat import OpenAICompatEmbedder, OpenAICompatModel
-from spacetime.tournament.ballot import ballot_schema, parse_ballot
+from spacetime.ports import Message
+from spacetime.rules.ballot import ballot_schema, parse_ballot
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from spacetime.adapters.llm.fake import HashEmbedder
+from spacetime.adapters.pg.store import open_store
 from spacetime.deck import APP_PATH, ENV_URL
-from spacetime.models.fake import HashEmbedder
-from spacetime.store.store import open_store
 from tests.deck.fill import drop_database, fill_book, new_database
 
 BIG_EPOCHS = 200

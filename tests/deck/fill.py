@@ -13,6 +13,8 @@ from typing import Any
 
 import psycopg
 
+from spacetime.adapters.llm.fake import HashEmbedder
+from spacetime.adapters.pg.store import Book, Store
 from spacetime.domain import (
     Agent,
     CollapseDecision,
@@ -22,9 +24,7 @@ from spacetime.domain import (
     PersonaOrigin,
     RatingChange,
 )
-from spacetime.models.fake import HashEmbedder
-from spacetime.store.store import Book, Store
-from spacetime.tournament.rating import INITIAL_RATING, elo_update
+from spacetime.rules.rating import INITIAL_RATING, elo_update
 from tests.factories import NAMES, make_epoch, persona
 
 TOPICS = ["entropy and the arrow of time", "clocks, orbits and calendars", "memory and forgetting",
@@ -120,8 +120,8 @@ def _with_db(url: str, dbname: str) -> str:
 
 
 def new_database(server_url: str) -> tuple[str, str]:
+    from spacetime.adapters.pg.connect import prepare
     from spacetime.config import Settings
-    from spacetime.store.connect import prepare
 
     name = f"deck_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(server_url, autocommit=True) as conn:
@@ -136,7 +136,7 @@ def drop_database(server_url: str, name: str) -> None:
 
 async def play_more(url: str, name: str, epochs: int, **kwargs: Any) -> None:
     """Add ``epochs`` epochs to book ``name`` (creating it if needed), like another ``spacetime run`` would."""
-    from spacetime.store.store import open_store
+    from spacetime.adapters.pg.store import open_store
 
     async with open_store(url, max_size=2) as store:
         book = await store.get_book(name)

@@ -12,8 +12,8 @@ import psycopg
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from spacetime.adapters.llm.fake import HashEmbedder
 from spacetime.errors import ConfigError
-from spacetime.models.fake import HashEmbedder
 from tests.deck.conftest import BIG_EPOCHS, SEMANTIC_DIM, DeckDB, MakeApp
 from tests.deck.fill import play_more
 

@@ -7,10 +7,10 @@ import asyncio
 import psycopg
 import pytest
 
+from spacetime.adapters.llm.fake import HashEmbedder
+from spacetime.adapters.pg.deck import DeckReader, connect_read_only, read_only_kwargs
 from spacetime.deck import data
 from spacetime.deck.figures import DANGER_BAND, standings
-from spacetime.models.fake import HashEmbedder
-from spacetime.store.deck_queries import DeckReader, connect_read_only, read_only_kwargs
 from tests.deck.conftest import SEMANTIC_DIM, DeckDB
 from tests.deck.fill import play_more
 

@@ -33,7 +33,7 @@ def _host_pids(parent: int) -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"spacetime.models.host_main" in cmdline:
+        if ppid == parent and b"spacetime.adapters.llm.host_main" in cmdline:
             found.append(int(entry.name))
     return found
 

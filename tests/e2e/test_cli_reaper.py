@@ -14,8 +14,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from spacetime.adapters.pg.store import Store
 from spacetime.book import load_book
-from spacetime.store.store import Store
 from tests.conftest import run_cli
 
 

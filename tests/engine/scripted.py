@@ -6,7 +6,7 @@ import json
 import random
 from collections.abc import Callable
 
-from spacetime.models.fake import ScriptedCall, ScriptedModel
+from spacetime.adapters.llm.fake import ScriptedCall, ScriptedModel
 
 
 def tournament_responder(

@@ -10,12 +10,12 @@ import random
 import psycopg
 import pytest
 
+from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
+from spacetime.adapters.pg.store import Store
 from spacetime.book import load_book
 from spacetime.engine.director import Director
 from spacetime.engine.models import ModelPool
 from spacetime.errors import ModelError
-from spacetime.models.fake import HashEmbedder, ScriptedCall, ScriptedModel
-from spacetime.store.store import Store
 from tests.engine.scripted import tournament_responder
 
 

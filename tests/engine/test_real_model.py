@@ -8,10 +8,10 @@ import dataclasses
 import psycopg
 import pytest
 
+from spacetime.adapters.pg.store import Store
 from spacetime.book import load_book
 from spacetime.engine.director import Director
 from spacetime.engine.models import ModelPool
-from spacetime.store.store import Store
 
 pytestmark = pytest.mark.slow
 

@@ -22,19 +22,19 @@ from typing import Any
 import psycopg
 import pytest
 
+from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
+from spacetime.adapters.pg import reaper_store as rs
+from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig, load_book
-from spacetime.engine.breeding import BREED_TRIES
 from spacetime.engine.director import Director
 from spacetime.engine.events import AgentEntered, EpochStarted
-from spacetime.engine.memory import MAX_NOTES
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
-from spacetime.errors import ConfigError, ModelHostCrashed
-from spacetime.models.base import Embedder
-from spacetime.models.fake import HashEmbedder, ScriptedCall, ScriptedModel
+from spacetime.errors import ConfigError, ModelHostCrashed, PersonaTaken
 from spacetime.personas import builtin_personas
-from spacetime.store import reaper_store as rs
-from spacetime.store.store import Store
+from spacetime.ports import Embedder
+from spacetime.rules.breeding import BREED_TRIES
+from spacetime.rules.memory import MAX_NOTES
 from tests.engine.scripted import tournament_responder
 
 BRED = [
@@ -523,8 +523,8 @@ KILLED_RUN = """
 import asyncio, dataclasses, random, sys
 from spacetime.engine.director import Director
 from spacetime.engine.models import ModelPool
-from spacetime.models.fake import HashEmbedder, ScriptedModel
-from spacetime.store.store import open_store
+from spacetime.adapters.llm.fake import HashEmbedder, ScriptedModel
+from spacetime.adapters.pg.store import open_store
 from tests.engine.test_reaper import book_config, responder
 
 async def main(url):
@@ -627,7 +627,7 @@ async def test_two_books_in_one_process_share_one_listener_and_keep_their_swaps_
 async def test_persona_name_taken_by_another_book_is_not_reused(store: Store, migrated_url: str) -> None:
     import uuid as _uuid
 
-    from spacetime.engine.breeding import Plan, bred_persona
+    from spacetime.rules.breeding import Plan, bred_persona
 
     config = book_config()
     book = await store.create_book("names", config.topic, config.outline, config.to_json())
@@ -638,7 +638,7 @@ async def test_persona_name_taken_by_another_book_is_not_reused(store: Store, mi
                           replaced_agent_id=None)  # fmt: skip
     other = await store.create_book("names-2", config.topic)
     twin = bred_persona({"name": "Astrobiologist", "discipline": "Star Biology", "voice": "g h i j k l"}, plan)
-    with pytest.raises(rs.PersonaTaken):
+    with pytest.raises(PersonaTaken):
         await rs.insert_agent(store, other.book_id, _uuid.uuid4(), twin, rating=1500.0, born_epoch=1, model=None,
                               replaced_agent_id=None)  # fmt: skip
     assert q(migrated_url, "SELECT count(*) FROM agents WHERE book_id = %s", other.book_id) == [(0,)]

@@ -20,8 +20,8 @@ from spacetime.domain import (
     RatingChange,
     Vote,
 )
-from spacetime.engine import breeding, memory
 from spacetime.personas import builtin_personas
+from spacetime.rules import breeding, memory
 
 LIB = {p.name: p for p in builtin_personas()}
 

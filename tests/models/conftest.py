@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from spacetime.models.embedded import find_smollm2_gguf
+from spacetime.adapters.llm.embedded import find_smollm2_gguf
 
 
 def free_port() -> int:

@@ -8,7 +8,7 @@ import sys
 
 from llama_cpp.server.__main__ import main
 
-from spacetime.models.host_main import current_plan, model_params
+from spacetime.adapters.llm.host_main import current_plan, model_params
 
 if __name__ == "__main__":
     plan, _ = current_plan()

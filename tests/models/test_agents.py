@@ -9,11 +9,11 @@ import pytest
 from autogen_agentchat.agents import AssistantAgent
 from autogen_core.models import AssistantMessage, SystemMessage, UserMessage
 
+from spacetime.adapters.llm.autogen import AgentModelAdapter, PersonaAgent, agent_name_for, to_messages
+from spacetime.adapters.llm.fake import ScriptedCall, ScriptedModel
 from spacetime.domain import FinishReason, Persona
 from spacetime.errors import ModelError
-from spacetime.models.agents import AgentModelAdapter, PersonaAgent, agent_name_for, to_messages
-from spacetime.models.base import Message
-from spacetime.models.fake import ScriptedCall, ScriptedModel
+from spacetime.ports import Message
 
 PHYSICIST = Persona("Physicist", "Physics", "Terse.", "You are a physicist. Write with equations in mind.")
 SCHEMA = {"type": "object", "properties": {"votes": {"type": "array"}}, "required": ["votes"]}

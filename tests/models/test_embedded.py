@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from spacetime.domain import FinishReason
-from spacetime.errors import ConfigError, ModelError
-from spacetime.models.base import ChatModel, Embedder, Message
-from spacetime.models.embedded import (
+from spacetime.adapters.llm.embedded import (
     EmbeddedEmbedder,
     EmbeddedModel,
     find_smollm2_gguf,
     loaded_models,
 )
+from spacetime.domain import FinishReason
+from spacetime.errors import ConfigError, ModelError
+from spacetime.ports import ChatModel, Embedder, Message
 
 BALLOT_SCHEMA = {
     "type": "object",
@@ -135,7 +135,7 @@ async def test_count_and_truncate_are_exact() -> None:
 
 @pytest.mark.slow
 async def test_agents_share_one_llama_and_calls_are_serialised() -> None:
-    from spacetime.models.host import shared_host
+    from spacetime.adapters.llm.host import shared_host
 
     models = [EmbeddedModel(name=f"agent-{i}") for i in range(4)]
     host = shared_host()

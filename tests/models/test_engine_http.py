@@ -6,10 +6,10 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from spacetime.adapters.pg.store import Store
 from spacetime.book import parse_book
 from spacetime.engine.director import Director
 from spacetime.engine.models import ModelPool
-from spacetime.store.store import Store
 
 pytestmark = pytest.mark.slow
 

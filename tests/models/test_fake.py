@@ -7,10 +7,10 @@ import math
 
 import pytest
 
+from spacetime.adapters.llm.fake import HashEmbedder, ScriptedModel
 from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ModelError
-from spacetime.models.base import ChatModel, Embedder, Message
-from spacetime.models.fake import HashEmbedder, ScriptedModel
+from spacetime.ports import ChatModel, Embedder, Message
 
 USER = [Message("system", "be brief"), Message("user", "hello there")]
 

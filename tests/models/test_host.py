@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from spacetime.adapters.llm.cpu import CpuArch, CpuFeatures, plan_load, read_cpu
+from spacetime.adapters.llm.embedded import EmbeddedEmbedder, EmbeddedModel, find_smollm2_gguf, unload_all
+from spacetime.adapters.llm.host import HostState, ModelHost, Op, shared_host
+from spacetime.adapters.llm.host_main import Host
 from spacetime.errors import ConfigError, ModelError, ModelHostCrashed
-from spacetime.models.base import Message
-from spacetime.models.cpu import CpuArch, CpuFeatures, plan_load, read_cpu
-from spacetime.models.embedded import EmbeddedEmbedder, EmbeddedModel, find_smollm2_gguf, unload_all
-from spacetime.models.host import HostState, ModelHost, Op, shared_host
-from spacetime.models.host_main import Host
+from spacetime.ports import Message
 
 pytestmark = pytest.mark.slow
 

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
+from spacetime.adapters.llm.openai_compat import OpenAICompatEmbedder, OpenAICompatModel, response_format_for
 from spacetime.domain import FinishReason
 from spacetime.errors import ModelError
-from spacetime.models.base import ChatModel, Embedder, Message
-from spacetime.models.openai_compat import OpenAICompatEmbedder, OpenAICompatModel, response_format_for
+from spacetime.ports import ChatModel, Embedder, Message
 
 PROMPT = [Message("system", "You are a critic."), Message("user", "Say something.")]
 BALLOT_SCHEMA = {

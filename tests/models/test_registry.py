@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
+from spacetime.adapters.llm.registry import EndpointSpec, build_embedder, build_model
 from spacetime.errors import ConfigError
-from spacetime.models.base import ChatModel, Embedder
-from spacetime.models.registry import EndpointSpec, build_embedder, build_model
+from spacetime.ports import ChatModel, Embedder
 
 
 def test_defaults_are_the_embedded_model() -> None:
@@ -73,7 +73,7 @@ async def test_build_openai_model_and_embedder() -> None:
 
 
 def test_build_embedded_model_is_lazy(gguf_path) -> None:
-    from spacetime.models.embedded import EmbeddedEmbedder, EmbeddedModel
+    from spacetime.adapters.llm.embedded import EmbeddedEmbedder, EmbeddedModel
 
     model = build_model(EndpointSpec(name="embedded", context_window=2048))
     assert isinstance(model, EmbeddedModel) and model.path == gguf_path and model.context_window == 2048

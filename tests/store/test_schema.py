@@ -8,7 +8,7 @@ import sys
 import psycopg
 import pytest
 
-from spacetime.store.migrations import migrate, migrations
+from spacetime.adapters.pg.migrations import migrate, migrations
 
 
 def _columns(conn: psycopg.Connection, table: str) -> dict[str, tuple[str, str | None]]:
@@ -30,7 +30,7 @@ def test_migrate_from_empty_then_rerun_is_idempotent(fresh_db_url: str) -> None:
 
 
 def test_migrations_raced_by_two_processes(fresh_db_url: str) -> None:
-    code = "import sys, psycopg; from spacetime.store.migrations import migrate; " \
+    code = "import sys, psycopg; from spacetime.adapters.pg.migrations import migrate; " \
            "c = psycopg.connect(sys.argv[1], autocommit=True); print(len(migrate(c)))"
     procs = [subprocess.Popen([sys.executable, "-c", code, fresh_db_url], stdout=subprocess.PIPE, text=True)
              for _ in range(2)]

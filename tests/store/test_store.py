@@ -5,8 +5,8 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from spacetime.errors import ConfigError, StoreError
-from spacetime.store.store import Store
+from spacetime.adapters.pg.store import Store
+from spacetime.errors import BookBusy, ConfigError, StoreError
 from tests.factories import NAMES, make_epoch, persona
 
 TABLES = ("simulation_epochs", "peer_votes", "drafts", "ballots", "ratings", "chapters", "forfeits")
@@ -95,7 +95,7 @@ async def test_status_reports_roster(store: Store) -> None:
 async def test_book_lock_refuses_second_player(store: Store) -> None:
     book, _ = await _book_with_agents(store, 3)
     async with store.book_lock(book):
-        with pytest.raises(ConfigError, match="being played"):
+        with pytest.raises(BookBusy, match="being played"):
             async with store.book_lock(book):
                 pass
     async with store.book_lock(book):  # released

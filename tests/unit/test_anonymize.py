@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacetime.domain import NAME_MAX
-from spacetime.errors import ConfigError
-from spacetime.tournament.anonymize import (
+from spacetime.errors import CapacityError
+from spacetime.rules.anonymize import (
     ALIAS_RE,
     MASKS,
     allowed_masks,
@@ -108,9 +108,9 @@ def test_assign_aliases_errors() -> None:
     a = uuid4()
     with pytest.raises(ValueError):
         assign_aliases([a, a], random.Random(0))
-    with pytest.raises(ConfigError):
+    with pytest.raises(CapacityError):
         assign_aliases(ids(100), random.Random(0))
-    with pytest.raises(ConfigError):
+    with pytest.raises(CapacityError):
         assign_aliases(ids(2), random.Random(0), forbidden=MASKS)
     assert assign_aliases([], random.Random(0), forbidden=MASKS) == {}
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacetime.domain import BallotStatus
-from spacetime.tournament.ballot import (
+from spacetime.rules.ballot import (
     RATIONALE_KEEP_CHARS,
     RATIONALE_MAX_CHARS,
     SPOTLIGHT_RULE,

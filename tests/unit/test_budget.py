@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacetime.errors import ConfigError
-from spacetime.tournament.budget import (
+from spacetime.errors import CapacityError
+from spacetime.rules.budget import (
     EXCERPT_MARKER,
     MIN_EXCERPT_TOKENS,
     REPLY_OVERHEAD_TOKENS,
@@ -40,7 +40,7 @@ def test_reply_budget() -> None:
 
 def test_drafts_budget() -> None:
     assert drafts_budget(8192, 600, 532) == 7060
-    with pytest.raises(ConfigError, match="context window"):
+    with pytest.raises(CapacityError, match="context window"):
         drafts_budget(1000, 600, 400)
 
 
@@ -81,7 +81,7 @@ def test_fair_cap_is_the_largest_equal_cap_that_fits(lengths: list[int], availab
 def test_min_tokens_refuses_useless_excerpts(lengths: list[int], available: int) -> None:
     try:
         cap = fit_drafts(lengths, available)
-    except ConfigError as err:
+    except CapacityError as err:
         assert "larger context window" in str(err)
         assert fit_drafts(lengths, available, min_tokens=0) < MIN_EXCERPT_TOKENS  # type: ignore[operator]
         return
@@ -106,7 +106,7 @@ def test_fair_cap_fits_every_voters_review_set(lengths: list[int], forfeits: int
     voters = [*by_author, *(uuid4() for _ in range(forfeits))]
     try:
         cap = fair_cap(by_author, voters, available, min_tokens=1)
-    except ConfigError:
+    except CapacityError:
         return
     for voter in voters:
         shown = [n for author, n in by_author.items() if author != voter]

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spacetime.errors import ConfigError
-from spacetime.models.cpu import (
+from spacetime.adapters.llm.cpu import (
     AMX_FLAGS,
     CpuArch,
     CpuFeatures,
@@ -21,7 +20,8 @@ from spacetime.models.cpu import (
     parse_system_info,
     plan_load,
 )
-from spacetime.models.host import HostCrash, crash_message, describe_exit, restarts_from_env
+from spacetime.adapters.llm.host import HostCrash, crash_message, describe_exit, restarts_from_env
+from spacetime.errors import ConfigError
 
 # Abridged /proc/cpuinfo of real machines (two processors each: every one's flags are read).
 SAPPHIRE_RAPIDS = """processor\t: 0

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacetime.tournament.rating import INITIAL_RATING, K_FACTOR, elo_update, expected_score, outcome
+from spacetime.rules.rating import INITIAL_RATING, K_FACTOR, elo_update, expected_score, outcome
 
 ratings_st = st.floats(800, 2400, allow_nan=False)
 totals_st = st.sampled_from([-6.0, -1.0, 0.0, 3.5, 5.0, 7.25, 10.0]) | st.floats(-6, 10, allow_nan=False)

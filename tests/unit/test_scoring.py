@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacetime.domain import Draft, FinishReason, Vote
-from spacetime.tournament.scoring import (
+from spacetime.rules.scoring import (
     LATENESS_WEIGHT,
     TRUNCATION_PENALTY,
     Penalties,

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacetime.domain import DraftScore
-from spacetime.tournament.selection import collapse, pick_loser, pick_winner
+from spacetime.rules.selection import collapse, pick_loser, pick_winner
 
 
 def score(agent: UUID, total: float, mean: float | None = None, votes: int = 3) -> DraftScore:

@@ -1,6 +1,6 @@
 """The Epistemic Deck: a live, read-only Streamlit dashboard of the store (``spacetime deck``).
 
-``app.py`` is the Streamlit script; ``data.py`` its cached access to ``spacetime.store.deck_queries`` (read-only
+``app.py`` is the Streamlit script; ``data.py`` its cached access to ``spacetime.adapters.pg.deck`` (read-only
 connections); ``figures.py`` the Plotly pictures. This module only starts the Streamlit server.
 """
 

@@ -15,9 +15,9 @@ from uuid import UUID
 
 import streamlit as st
 
+from spacetime.adapters.pg.deck import DeckReader, Version
 from spacetime.deck import data, figures
 from spacetime.errors import SpacetimeError
-from spacetime.store.deck_queries import DeckReader, Version
 
 POLL_EVERY = "2s"
 SECTIONS = ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage"]

@@ -1,7 +1,7 @@
 """The deck's cached view of the store: one read-only pool per process, small ttl'd caches, the book's embedder.
 
 Memory stays flat however long the deck runs: every cache has a ``ttl`` and ``max_entries``. Views that change as
-a book grows take the book's :class:`~spacetime.store.deck_queries.Version` as part of their key, so a new epoch
+a book grows take the book's :class:`~spacetime.adapters.pg.deck.Version` as part of their key, so a new epoch
 shows at once (new key) while old entries age out; one epoch's votes and drafts never change once committed and are
 cached by epoch number.
 """
@@ -18,9 +18,9 @@ from uuid import UUID
 
 import streamlit as st
 
+from spacetime.adapters.llm.registry import EndpointSpec, build_embedder
+from spacetime.adapters.pg.deck import DeckReader, Version
 from spacetime.deck import ENV_URL
-from spacetime.models.registry import EndpointSpec, build_embedder
-from spacetime.store.deck_queries import DeckReader, Version
 
 VersionKey = tuple[int, ...]
 
@@ -30,8 +30,8 @@ def database_url() -> str:
     url = os.environ.get(ENV_URL)
     if url:
         return url
+    from spacetime.adapters.pg.connect import database_url as resolve
     from spacetime.config import load_settings
-    from spacetime.store.connect import database_url as resolve
 
     return resolve(load_settings())
 

@@ -1,4 +1,4 @@
-"""Plotly figures of the Epistemic Deck, built from the rows of ``spacetime.store.deck_queries`` (pure: no I/O).
+"""Plotly figures of the Epistemic Deck, built from the rows of ``spacetime.adapters.pg.deck`` (pure: no I/O).
 
 Big books stay light in the browser: many agents are drawn as a few traces (segments separated by ``None``), not
 one trace per agent, and only what a view needs is plotted.
@@ -16,7 +16,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from spacetime.tournament.rating import K_FACTOR
+from spacetime.rules.rating import K_FACTOR
 
 SCORE_SCALE: list[tuple[float, str]] = [
     (0.0, "#b2182b"),

@@ -13,8 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from spacetime.adapters.pg.store import Book, Store
 from spacetime.book import BookConfig
-from spacetime.canon import DraftContext, Passage, fit_retrieved, plan_context, split_title
 from spacetime.domain import Agent, Draft, EpochRecord, RatingChange
 from spacetime.engine.burst import burst
 from spacetime.engine.events import EpochCommitted, EpochRetry, EpochStarted, Listener, ignore
@@ -22,23 +22,19 @@ from spacetime.engine.judgment import judgment
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
 from spacetime.engine.seats import Seat
-from spacetime.errors import ModelError
+from spacetime.errors import EpochShort, ModelError
 from spacetime.prompts import render
-from spacetime.store.store import Book, Store
-from spacetime.tournament.anonymize import assign_aliases, review_orders
-from spacetime.tournament.rating import INITIAL_RATING, elo_update
-from spacetime.tournament.scoring import draft_penalties, rated_totals, score_drafts
-from spacetime.tournament.selection import collapse
+from spacetime.rules.anonymize import assign_aliases, review_orders
+from spacetime.rules.canon import DraftContext, Passage, fit_retrieved, plan_context, split_title
+from spacetime.rules.rating import INITIAL_RATING, elo_update
+from spacetime.rules.scoring import draft_penalties, rated_totals, score_drafts
+from spacetime.rules.selection import collapse
 
 MIN_DRAFTS = 3
 """Below this many drafts an epoch is not played: it is retried later (a blind vote needs two other drafts)."""
 CONTEXT_TOKENS = 1536
 """At most this many prompt tokens of canon go into a draft prompt; past it, passages are retrieved (pgvector)."""
 RETRIEVED_PASSAGES = 3
-
-
-class EpochShort(Exception):
-    """Fewer than MIN_DRAFTS drafts came back (internal: the director retries the epoch)."""
 
 
 @dataclass
@@ -87,7 +83,7 @@ class Director:
         await self.reaper.start()
 
     def seat_for(self, agent: Agent) -> Seat:
-        from spacetime.models.agents import PersonaAgent
+        from spacetime.adapters.llm.autogen import PersonaAgent
 
         model = self.models.chat(agent.model or self.config.endpoint_for(agent.name))
         runner = PersonaAgent(agent.persona, model, system_message=render("system.j2").strip())
@@ -120,7 +116,7 @@ class Director:
                         "intact: check the model endpoints and run again to resume"
                     ) from None
                 wait = waits.pop(0)
-                self.emit(EpochRetry(await self.next_epoch_no(), int(str(short).split()[0]), wait))
+                self.emit(EpochRetry(await self.next_epoch_no(), short.drafts, wait))
                 await asyncio.sleep(wait)
                 attempt += 1
 
@@ -159,7 +155,7 @@ class Director:
             seats, prompt_for, max_tokens=self.config.max_tokens, seed=epoch_seed, emit=self.emit
         )
         if len(drafts) < MIN_DRAFTS:
-            raise EpochShort(f"{len(drafts)} drafts")
+            raise EpochShort(len(drafts))
 
         forbidden = [w for s in seats for w in (s.agent.persona.name, s.agent.persona.discipline)]
         aliases = assign_aliases([d.agent_id for d in drafts], rng, forbidden=forbidden)

@@ -10,9 +10,9 @@ from spacetime.domain import Ballot, BallotStatus, Draft, ReviewItem, Vote
 from spacetime.engine.events import BallotDone, JudgmentStarted, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError
-from spacetime.models.base import ChatModel
+from spacetime.ports import ChatModel
 from spacetime.prompts import render
-from spacetime.tournament.ballot import (
+from spacetime.rules.ballot import (
     SPOTLIGHT_RULE,
     ballot_schema,
     decide_ballot,
@@ -20,7 +20,7 @@ from spacetime.tournament.ballot import (
     parse_ballot,
     to_votes,
 )
-from spacetime.tournament.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap
+from spacetime.rules.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap
 
 REASK = (
     "Your answer could not be read as the requested ballot. Answer again with ONLY the JSON object: one key per "

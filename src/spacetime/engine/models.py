@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from spacetime.adapters.llm.registry import EndpointSpec, build_embedder, build_model
 from spacetime.book import BookConfig
 from spacetime.errors import ConfigError
-from spacetime.models.base import ChatModel, Embedder
-from spacetime.models.registry import EndpointSpec, build_embedder, build_model
+from spacetime.ports import ChatModel, Embedder
 
 
 @dataclass

@@ -15,15 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spacetime.adapters.pg.connect import prepare
+from spacetime.adapters.pg.store import Book, Store, open_store
 from spacetime.book import BookConfig, load_book, parse_book, validate_book_name
 from spacetime.config import Settings
 from spacetime.engine.director import Director, EpochOutcome
 from spacetime.engine.events import Listener
 from spacetime.engine.models import ModelPool, SharedModels
 from spacetime.errors import ConfigError
-from spacetime.models.base import ChatModel, Embedder
-from spacetime.store.connect import prepare
-from spacetime.store.store import Book, Store, open_store
+from spacetime.ports import ChatModel, Embedder
 
 DEFAULT_BOOK = "spacetime"
 MAX_POOL = 20
@@ -84,15 +84,9 @@ async def play_book(
     epochs: int,
     max_tokens: int | None,
     seed: int | None,
-    emit: Listener | None = None,
+    emit: Listener,
 ) -> tuple[str, list[EpochOutcome]]:
     url = prepare(settings)
-    progress = None
-    if emit is None:
-        from spacetime.ui import EpochProgress
-
-        progress = EpochProgress()
-        emit = progress
     async with open_store(url) as store:
         book, config = await open_book(store, book_file, book_name=book_name, max_tokens=max_tokens, seed=seed)
         async with store.book_lock(book):
@@ -102,8 +96,6 @@ async def play_book(
                 await director.setup()
                 outcomes = await director.play(epochs)
             finally:
-                if progress is not None:
-                    progress.close()
                 await director.close()
                 await models.aclose()
     return book.name, outcomes

@@ -39,17 +39,17 @@ from uuid import UUID
 
 import psycopg
 
+from spacetime.adapters.pg import reaper_store as rs
+from spacetime.adapters.pg.store import Book, Store
 from spacetime.book import BookConfig
 from spacetime.domain import Agent, EpochRecord, Persona
-from spacetime.engine import breeding
-from spacetime.engine import memory as mem
 from spacetime.engine.events import AgentEntered, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError, ModelHostCrashed, SpacetimeError
-from spacetime.models.base import Message
-from spacetime.store import reaper_store as rs
-from spacetime.store.store import Book, Store
-from spacetime.tournament.rating import INITIAL_RATING
+from spacetime.ports import Message
+from spacetime.rules import breeding
+from spacetime.rules import memory as mem
+from spacetime.rules.rating import INITIAL_RATING
 
 if TYPE_CHECKING:
     from spacetime.engine.models import ModelPool
@@ -429,7 +429,7 @@ class Reaper:
                     self.store, self.book.book_id, agent.agent_id, newcomer.persona, rating=agent.rating,
                     born_epoch=epoch_no, model=agent.model, replaced_agent_id=replaced, embedding=newcomer.embedding,
                 )  # fmt: skip
-            except (rs.PersonaTaken, SpacetimeError) as exc:  # raced by another book or a swap: pick again
+            except SpacetimeError as exc:  # raced by another book or a swap: pick again
                 log.info("newcomer %s not seated (%s); picking another", newcomer.persona.name, exc)
                 self._claimed.pop(newcomer.persona.name, None)
                 self._book_names.add(newcomer.persona.name)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from spacetime.adapters.llm.autogen import PersonaAgent
 from spacetime.domain import Agent
-from spacetime.models.agents import PersonaAgent
-from spacetime.models.base import ChatModel
+from spacetime.ports import ChatModel
 
 
 @dataclass(slots=True)

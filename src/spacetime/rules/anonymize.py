@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
 from spacetime.domain import NAME_MAX
-from spacetime.errors import ConfigError
+from spacetime.errors import CapacityError
 
 ALIAS_PREFIX = "Anonymous"
 """Every alias reads ``Anonymous_<Mask>_<n>``."""
@@ -70,17 +70,17 @@ def assign_aliases(author_ids: Sequence[UUID], rng: random.Random, *, forbidden:
     word (see ``allowed_masks``). The aliases drawn depend only on ``rng`` and ``len(author_ids)``, never on who
     the authors are. The result keeps the order of ``author_ids``.
 
-    Raises ``ValueError`` on duplicate ids, ``ConfigError`` when more than 99 drafts are given or every mask
+    Raises ``ValueError`` on duplicate ids, ``CapacityError`` when more than 99 drafts are given or every mask
     collides with the roster's names.
     """
     if len(set(author_ids)) != len(author_ids):
         raise ValueError("assign_aliases: duplicate author ids")
     count = len(author_ids)
     if count > ALIAS_NUMBER_MAX:
-        raise ConfigError(f"An epoch can judge at most {ALIAS_NUMBER_MAX} drafts, got {count}: shrink the roster.")
+        raise CapacityError(f"An epoch can judge at most {ALIAS_NUMBER_MAX} drafts, got {count}: shrink the roster.")
     masks = allowed_masks(forbidden)
     if count and not masks:
-        raise ConfigError(
+        raise CapacityError(
             "Every built-in alias mask collides with a persona name or discipline; rename a persona so drafts can "
             "be masked."
         )

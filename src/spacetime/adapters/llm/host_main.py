@@ -1,7 +1,7 @@
-"""The model host's child side: ``python -m spacetime.models.host_main --fd N`` (started by
-:class:`spacetime.models.host.ModelHost`, never by hand).
+"""The model host's child side: ``python -m spacetime.adapters.llm.host_main --fd N`` (started by
+:class:`spacetime.adapters.llm.host.ModelHost`, never by hand).
 
-It loads GGUF models with llama-cpp-python under this machine's :class:`~spacetime.models.cpu.LoadPlan` and serves
+It loads GGUF models with llama-cpp-python under this machine's :class:`~spacetime.adapters.llm.cpu.LoadPlan` and serves
 one request at a time over the connection on file descriptor ``N``: a llama.cpp context is single-threaded, so the
 parent queues its callers and this loop stays simple. Everything native runs here, so a crash in llama.cpp
 (SIGSEGV, SIGILL, SIGABRT) or the kernel's OOM killer ends this process only; the parent sees the connection close,
@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
-from spacetime.models.cpu import LoadPlan, parse_extra_buffers, plan_load, read_cpu
+from spacetime.adapters.llm.cpu import LoadPlan, parse_extra_buffers, plan_load, read_cpu
 
 if TYPE_CHECKING:
     from llama_cpp import Llama
@@ -166,7 +166,7 @@ def current_plan() -> tuple[LoadPlan, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m spacetime.models.host_main")
+    parser = argparse.ArgumentParser(prog="python -m spacetime.adapters.llm.host_main")
     parser.add_argument("--fd", type=int, required=True, help="the connection's file descriptor")
     args = parser.parse_args(argv)
     faulthandler.enable()  # a native crash leaves the Python stack in this process's log

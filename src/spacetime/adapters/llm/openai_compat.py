@@ -1,7 +1,7 @@
 """Any OpenAI-compatible chat server (vLLM, llama.cpp ``llama-server``, ``python -m llama_cpp.server``, Ollama,
 OpenAI) behind the ``ChatModel`` interface, on openai's ``AsyncOpenAI`` directly.
 
-AutoGen is not on this path: each living agent is an AutoGen agent (``spacetime.models.agents``, the one module
+AutoGen is not on this path: each living agent is an AutoGen agent (``spacetime.adapters.llm.autogen``, the one module
 that imports AutoGen), whose model client forwards to this ``ChatModel``; a second AutoGen client underneath would
 only convert messages back and forth (its per-call cost is measured in ``spacetime bench --only layers``).
 
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from spacetime.adapters.llm.registry import NO_KEY, StructuredOutput
 from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ConfigError, ModelError
-from spacetime.models.base import Message
-from spacetime.models.registry import NO_KEY, StructuredOutput
+from spacetime.ports import Message
 
 CHARS_PER_TOKEN = 3.0
 """Token estimate over HTTP: one token per 3 UTF-8 bytes. Real tokenizers average ~4 characters per token on

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import psycopg
 
+from spacetime.adapters.pg import embedded
+from spacetime.adapters.pg.migrations import migrate
 from spacetime.config import Settings, redact_url
 from spacetime.errors import StoreConfigError, StoreError
-from spacetime.store import embedded
-from spacetime.store.migrations import migrate
 
 APPLICATION_NAME = "spacetime"
 

@@ -38,7 +38,7 @@ from typing import Any
 
 from spacetime.errors import ConfigError, ModelError, ModelHostCrashed
 
-log = logging.getLogger("spacetime.models.host")
+log = logging.getLogger("spacetime.adapters.llm.host")
 
 RESTARTS_ENV = "SPACETIME_MODEL_HOST_RESTARTS"
 DEFAULT_RESTARTS = 1
@@ -221,7 +221,7 @@ class ModelHost:
         env.setdefault("PYTHONFAULTHANDLER", "1")
         with os.fdopen(fd, "wb") as log_file:
             process = subprocess.Popen(
-                [sys.executable, "-m", "spacetime.models.host_main", "--fd", str(theirs.fileno())],
+                [sys.executable, "-m", "spacetime.adapters.llm.host_main", "--fd", str(theirs.fileno())],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,

@@ -23,6 +23,7 @@ from pgvector.psycopg import register_vector_async
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
 from spacetime.domain import (
     Agent,
     AgentStatus,
@@ -30,8 +31,7 @@ from spacetime.domain import (
     Persona,
     PersonaOrigin,
 )
-from spacetime.errors import ConfigError, StoreError
-from spacetime.store.connect import APPLICATION_NAME, connect_error
+from spacetime.errors import BookBusy, ConfigError, StoreError
 
 EPOCH_CHANNEL = "spacetime_epoch"
 """NOTIFY channel: the payload is the committed epoch's id (ids only: payloads are capped and not replayed)."""
@@ -108,7 +108,7 @@ class BookLocks:
 
     @asynccontextmanager
     async def hold(self, book: Book) -> AsyncIterator[None]:
-        """Hold ``book`` for this process; ``ConfigError`` when another process plays it."""
+        """Hold ``book`` for this process; ``BookBusy`` when another process plays it."""
         key = _lock_key(book)
         async with self._guard:
             cur = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))
@@ -116,7 +116,7 @@ class BookLocks:
             if got:
                 self._held.add(key)
         if not got:
-            raise ConfigError(
+            raise BookBusy(
                 f"book {book.name!r} is being played by another spacetime process: wait for it to finish "
                 "or stop it, or run another --book"
             )
@@ -179,18 +179,8 @@ class Store:
     @asynccontextmanager
     async def book_lock(self, book: Book) -> AsyncIterator[None]:
         """Hold the book for one player: a second ``spacetime run`` of the same book gets a clear error."""
-        async with self.pool.connection() as conn:
-            key = uuid.UUID(str(book.book_id)).int & 0x7FFF_FFFF_FFFF_FFFF
-            got = (await (await conn.execute("SELECT pg_try_advisory_lock(%s)", (key,))).fetchone())[0]  # type: ignore[index]
-            if not got:
-                raise ConfigError(
-                    f"book {book.name!r} is being played by another spacetime process: wait for it to finish "
-                    "or stop it, or run another --book"
-                )
-            try:
-                yield
-            finally:
-                await conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        async with self.book_locks() as locks, locks.hold(book):
+            yield
 
     @asynccontextmanager
     async def book_locks(self) -> AsyncIterator[BookLocks]:
@@ -474,7 +464,7 @@ class Store:
 
 
 async def _lineage(store: Store, book_id: UUID) -> list[dict[str, Any]]:
-    from spacetime.store.reaper_store import lineage  # with the rest of the Reaper's SQL
+    from spacetime.adapters.pg.reaper_store import lineage  # with the rest of the Reaper's SQL
 
     return await lineage(store, book_id)
 
@@ -485,7 +475,7 @@ async def _configure(conn: psycopg.AsyncConnection) -> None:
 
 @asynccontextmanager
 async def open_store(url: str, *, min_size: int = 1, max_size: int = 8) -> AsyncIterator[Store]:
-    """A pooled Store on an already migrated database (see ``spacetime.store.connect.prepare``)."""
+    """A pooled Store on an already migrated database (see ``spacetime.adapters.pg.connect.prepare``)."""
     pool = AsyncConnectionPool(
         url,
         min_size=min_size,

@@ -1,6 +1,6 @@
 """The Reaper's SQL: agent memory, the archive, operator swaps, persona embeddings, lineage and the reaper log.
 
-Functions over a :class:`spacetime.store.store.Store` (its pool, pgvector types registered). Tables are created by
+Functions over a :class:`spacetime.adapters.pg.store.Store` (its pool, pgvector types registered). Tables are created by
 ``migrations/0002_reaper.sql``.
 """
 
@@ -17,19 +17,15 @@ import psycopg
 from psycopg.rows import dict_row
 
 from spacetime.domain import Persona, PersonaOrigin
-from spacetime.errors import ConfigError
+from spacetime.errors import ConfigError, PersonaTaken
 
 if TYPE_CHECKING:
-    from spacetime.store.store import Book, Store
+    from spacetime.adapters.pg.store import Book, Store
 
 SWAP_CHANNEL = "spacetime_swap"
 """NOTIFY channel of operator swaps; the payload is ``<book_id>:<swap_id>`` (ids only)."""
 OPERATOR_SWAP = "operator swap"
 """``agents.cause_of_death`` of an agent swapped out by the operator."""
-
-
-class PersonaTaken(Exception):
-    """A bred persona's name is already used by another persona (internal: the Reaper breeds another)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +68,7 @@ async def save_memories(store: Store, memories: Iterable[tuple[UUID, list[dict[s
 
 
 async def stored_epoch(store: Store, book_id: UUID, epoch_no: int) -> dict[str, Any] | None:
-    """What ``spacetime.engine.memory.feedback_from_stored`` needs to rebuild the agents' notes of a stored epoch:
+    """What ``spacetime.rules.memory.feedback_from_stored`` needs to rebuild the agents' notes of a stored epoch:
     ``{"epoch": row, "drafts": [...], "ratings": [...], "votes": [...], "names": [...]}`` (``None``: no such epoch);
     ``names`` are every agent name of the book (masked in rationales)."""
     epochs = await _rows(

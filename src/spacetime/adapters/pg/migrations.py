@@ -29,7 +29,7 @@ class Migration:
 def migrations() -> list[Migration]:
     """All migrations shipped with the package, in version order."""
     found: list[Migration] = []
-    for entry in resources.files("spacetime.store").joinpath("migrations").iterdir():
+    for entry in resources.files("spacetime.adapters.pg").joinpath("migrations").iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append(Migration(int(match.group(1)), match.group(2), entry.read_text(encoding="utf-8")))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
-from spacetime.errors import ConfigError
+from spacetime.errors import CapacityError
 
 MIN_EXCERPT_TOKENS = 32
 """Below this many tokens per draft an excerpt says too little to judge: the budget is refused instead."""
@@ -37,11 +37,11 @@ def drafts_budget(context_window: int, fixed_prompt_tokens: int, reply_tokens: i
 
     ``fixed_prompt_tokens`` is the prompt rendered with empty draft texts (system prompt, rubric, alias headers,
     spotlight delimiters, excerpt markers); ``reply_tokens`` usually ``ballot_reply_tokens(n)``. Raises
-    ``ConfigError`` when nothing is left.
+    ``CapacityError`` when nothing is left.
     """
     available = context_window - fixed_prompt_tokens - reply_tokens
     if available <= 0:
-        raise ConfigError(
+        raise CapacityError(
             f"The judge model's context window ({context_window} tokens) cannot hold the ballot prompt "
             f"({fixed_prompt_tokens} tokens) and its reply ({reply_tokens} tokens): use a model with a larger window."
         )
@@ -53,7 +53,7 @@ def fit_drafts(lengths: Sequence[int], available: int, *, min_tokens: int = MIN_
 
     Returns ``None`` when every draft fits whole. Otherwise returns ``cap`` such that
     ``sum(min(l, cap) for l in lengths) <= available`` and ``cap + 1`` would not fit ("water filling": short drafts
-    stay whole, every longer draft is cut to the same cap). Raises ``ConfigError`` when ``cap < min_tokens``.
+    stay whole, every longer draft is cut to the same cap). Raises ``CapacityError`` when ``cap < min_tokens``.
     """
     if any(length < 0 for length in lengths):
         raise ValueError("fit_drafts: token lengths must be >= 0")
@@ -72,7 +72,7 @@ def fit_drafts(lengths: Sequence[int], available: int, *, min_tokens: int = MIN_
     else:  # pragma: no cover - unreachable: the sum did not fit
         raise AssertionError("fit_drafts: water filling ran out")
     if cap < min_tokens:
-        raise ConfigError(
+        raise CapacityError(
             f"The judge model's window leaves {available} tokens for {len(lengths)} drafts: under {min_tokens} "
             "tokens each. Use a judge model with a larger context window, a smaller roster or a lower draft token cap."
         )
@@ -90,7 +90,7 @@ def fair_cap(
 
     ``lengths`` maps author id → draft length in tokens. Each voter reviews every draft but its own (a voter
     without a draft reviews them all); the result is the smallest ``fit_drafts`` cap over the voters' review sets,
-    so every voter's set fits in ``available``. ``None`` when every set fits whole. Raises ``ConfigError`` as
+    so every voter's set fits in ``available``. ``None`` when every set fits whole. Raises ``CapacityError`` as
     ``fit_drafts`` does.
     """
     caps = [

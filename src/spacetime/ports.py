@@ -1,4 +1,5 @@
-"""The narrow model interface the rest of Space Time talks to. Nothing outside ``spacetime.models`` imports AutoGen."""
+"""The ports: the narrow interfaces the engine talks to, implemented by ``spacetime.adapters`` (and by fakes in
+tests). Protocols and plain values only; no I/O here."""
 
 from __future__ import annotations
 
