@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from spacetime.adapters.llm.registry import EndpointSpec
-from spacetime.book import BookConfig, load_book
+from spacetime.book import BookConfig, EndpointSpec, load_book
 from spacetime.domain import Persona, PersonaOrigin
 from spacetime.personas import builtin_personas, make_persona
 

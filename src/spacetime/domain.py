@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 from uuid import UUID
 
 NAME_MAX = 50
@@ -205,3 +206,25 @@ class EpochRecord:
     start_time: float | None = None
     """Unix time the epoch started (the engine's clock)."""
     end_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Book:
+    """A stored book: one tournament (its configuration as stored, see ``spacetime.book.BookConfig``)."""
+
+    book_id: UUID
+    name: str
+    topic: str
+    outline: str | None
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Chapter:
+    """One chapter of a book's canon: the winning draft of epoch ``epoch_no``."""
+
+    position: int
+    title: str
+    text: str
+    agent_name: str
+    epoch_no: int

@@ -12,8 +12,8 @@ import pytest
 from bench.server import BenchServer, LatencyModel
 from spacetime.adapters.llm.balanced import BalancedEmbedder, BalancedModel
 from spacetime.adapters.llm.fake import ScriptedModel
-from spacetime.adapters.llm.registry import EndpointSpec, build_embedder, build_model
-from spacetime.book import load_book, parse_book
+from spacetime.adapters.llm.registry import build_embedder, build_model
+from spacetime.book import EndpointSpec, load_book, parse_book
 from spacetime.engine.models import ModelPool, SharedModels
 from spacetime.errors import ConfigError, ModelError
 from spacetime.ports import Message

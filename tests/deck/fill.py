@@ -14,9 +14,10 @@ from typing import Any
 import psycopg
 
 from spacetime.adapters.llm.fake import HashEmbedder
-from spacetime.adapters.pg.store import Book, Store
+from spacetime.adapters.pg.store import Store
 from spacetime.domain import (
     Agent,
+    Book,
     CollapseDecision,
     DraftScore,
     EpochRecord,

@@ -6,7 +6,8 @@ import dataclasses
 
 import pytest
 
-from spacetime.adapters.llm.registry import EndpointSpec, build_embedder, build_model
+from spacetime.adapters.llm.registry import build_embedder, build_model
+from spacetime.book import EndpointSpec
 from spacetime.errors import ConfigError
 from spacetime.ports import ChatModel, Embedder
 

@@ -18,8 +18,9 @@ from uuid import UUID
 
 import streamlit as st
 
-from spacetime.adapters.llm.registry import EndpointSpec, build_embedder
+from spacetime.adapters.llm.registry import build_embedder
 from spacetime.adapters.pg.deck import DeckReader, Version
+from spacetime.book import EndpointSpec
 from spacetime.deck import ENV_URL
 
 VersionKey = tuple[int, ...]

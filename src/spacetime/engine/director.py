@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from spacetime.adapters.pg.store import Book, Store
+from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig
-from spacetime.domain import Agent, Draft, EpochRecord, RatingChange
+from spacetime.domain import Agent, Book, Draft, EpochRecord, RatingChange
 from spacetime.engine.burst import burst
 from spacetime.engine.events import EpochCommitted, EpochRetry, EpochStarted, Listener, ignore
 from spacetime.engine.judgment import judgment

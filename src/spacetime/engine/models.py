@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from spacetime.adapters.llm.registry import EndpointSpec, build_embedder, build_model
-from spacetime.book import BookConfig
+from spacetime.adapters.llm.registry import build_embedder, build_model
+from spacetime.book import BookConfig, EndpointSpec
 from spacetime.errors import ConfigError
 from spacetime.ports import ChatModel, Embedder
 

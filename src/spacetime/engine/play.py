@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spacetime.adapters.pg.connect import prepare
-from spacetime.adapters.pg.store import Book, Store, open_store
+from spacetime.adapters.pg.store import Store, open_store
 from spacetime.book import BookConfig, load_book, parse_book, validate_book_name
 from spacetime.config import Settings
+from spacetime.domain import Book
 from spacetime.engine.director import Director, EpochOutcome
 from spacetime.engine.events import Listener
 from spacetime.engine.models import ModelPool, SharedModels

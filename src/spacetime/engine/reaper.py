@@ -40,9 +40,9 @@ from uuid import UUID
 import psycopg
 
 from spacetime.adapters.pg import reaper_store as rs
-from spacetime.adapters.pg.store import Book, Store
+from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig
-from spacetime.domain import Agent, EpochRecord, Persona
+from spacetime.domain import Agent, Book, EpochRecord, Persona
 from spacetime.engine.events import AgentEntered, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError, ModelHostCrashed, SpacetimeError

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
-from spacetime.adapters.llm.registry import NO_KEY, StructuredOutput
+from spacetime.adapters.llm.registry import NO_KEY
+from spacetime.book import StructuredOutput
 from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ConfigError, ModelError
 from spacetime.ports import Message
@@ -183,7 +184,7 @@ class OpenAICompatModel:
 
     ``concurrency`` bounds requests in flight (``llama_cpp.server`` serves one at a time: use 1; vLLM many);
     ``latency_s`` is measured inside the slot. ``structured_output`` picks how ``json_schema`` is requested (see
-    ``registry.StructuredOutput``); ``strict_schema`` is sent with ``json_schema`` mode (OpenAI then requires
+    ``spacetime.book.StructuredOutput``); ``strict_schema`` is sent with ``json_schema`` mode (OpenAI then requires
     ``additionalProperties: false`` and every property in ``required``). ``max_tokens_param`` is
     ``"max_completion_tokens"`` for OpenAI reasoning models, which reject ``max_tokens``.
     """

@@ -16,11 +16,13 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
+from spacetime.adapters.pg.rows import persona_from_row
 from spacetime.domain import Persona, PersonaOrigin
 from spacetime.errors import ConfigError, PersonaTaken
 
 if TYPE_CHECKING:
-    from spacetime.adapters.pg.store import Book, Store
+    from spacetime.adapters.pg.store import Store
+    from spacetime.domain import Book
 
 SWAP_CHANNEL = "spacetime_swap"
 """NOTIFY channel of operator swaps; the payload is ``<book_id>:<swap_id>`` (ids only)."""
@@ -192,8 +194,7 @@ async def personas_without_embedding(store: Store, names: Sequence[str], model: 
         "WHERE name = ANY(%s) AND (embedding IS NULL OR embedding_model IS DISTINCT FROM %s) ORDER BY name",
         (list(names), model),
     )
-    return [Persona(r["name"], r["discipline"], r["voice"], r["system_prompt"], PersonaOrigin(r["origin"]),
-                    tuple(r["parents"] or ())) for r in rows]  # fmt: skip
+    return [persona_from_row(r, name="name") for r in rows]
 
 
 async def set_persona_embeddings(store: Store, pairs: Iterable[tuple[str, Sequence[float]]], model: str) -> None:
@@ -262,8 +263,7 @@ async def enqueue_swap(store: Store, book: Book, out_name: str, in_name: str) ->
         row = await cur.fetchone()
         if row is None:
             raise ConfigError(f"unknown persona {in_name!r}: `spacetime personas` lists the personas you can swap in")
-        persona = Persona(row["name"], row["discipline"], row["voice"], row["system_prompt"],
-                          PersonaOrigin(row["origin"]), tuple(row["parents"] or ()))  # fmt: skip
+        persona = persona_from_row(row, name="name")
         mine = next((a for a in agents if a["name"] == persona.name), None)
         if mine is not None and mine["status"] == "alive":
             raise ConfigError(f"{persona.name} is already alive in book {book.name!r}: swap in another persona")
@@ -303,9 +303,7 @@ async def pending_swaps(store: Store, book_id: UUID) -> list[SwapRequest]:
         (book_id,),
     )
     return [
-        SwapRequest(r["swap_id"], book_id, r["out_agent_id"], r["out_name"],
-                    Persona(r["name"], r["discipline"], r["voice"], r["system_prompt"], PersonaOrigin(r["origin"]),
-                            tuple(r["parents"] or ())))  # fmt: skip
+        SwapRequest(r["swap_id"], book_id, r["out_agent_id"], r["out_name"], persona_from_row(r, name="name"))
         for r in rows
     ]
 

@@ -12,7 +12,6 @@ import json
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
@@ -24,35 +23,12 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
-from spacetime.domain import (
-    Agent,
-    AgentStatus,
-    EpochRecord,
-    Persona,
-    PersonaOrigin,
-)
+from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, book_from_row
+from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, Persona, PersonaOrigin
 from spacetime.errors import BookBusy, ConfigError, StoreError
 
 EPOCH_CHANNEL = "spacetime_epoch"
 """NOTIFY channel: the payload is the committed epoch's id (ids only: payloads are capped and not replayed)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Book:
-    book_id: UUID
-    name: str
-    topic: str
-    outline: str | None
-    config: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Chapter:
-    position: int
-    title: str
-    text: str
-    agent_name: str
-    epoch_no: int
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -64,32 +40,8 @@ def _vec(values: Sequence[float] | None) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float32)
 
 
-def _persona(row: dict[str, Any]) -> Persona:
-    return Persona(
-        name=row["p_name"],
-        discipline=row["discipline"],
-        voice=row["voice"],
-        system_prompt=row["system_prompt"],
-        origin=PersonaOrigin(row["origin"]),
-        parents=tuple(row["parents"] or ()),
-    )
-
-
-def _agent(row: dict[str, Any]) -> Agent:
-    return Agent(
-        agent_id=row["agent_id"],
-        persona=_persona(row),
-        rating=row["rating"],
-        status=AgentStatus(row["status"]),
-        born_epoch=row["born_epoch"],
-        died_epoch=row["died_epoch"],
-        model=row["model"],
-    )
-
-
-_AGENT_SELECT = """
-SELECT a.agent_id, a.rating, a.status, a.born_epoch, a.died_epoch, a.model, a.name,
-       p.name AS p_name, p.discipline, p.voice, p.system_prompt, p.origin, p.parents
+_AGENT_SELECT = f"""
+SELECT a.agent_id, a.rating, a.status, a.born_epoch, a.died_epoch, a.model, a.name, {PERSONA_COLUMNS}
 FROM agents a JOIN personas p USING (persona_id)
 """
 
@@ -169,12 +121,10 @@ class Store:
         found = await self.rows("SELECT * FROM books WHERE name = %s", (name,))
         if not found:
             return None
-        row = found[0]
-        return Book(row["book_id"], row["name"], row["topic"], row["outline"], row["config"])
+        return book_from_row(found[0])
 
     async def list_books(self) -> list[Book]:
-        rows = await self.rows("SELECT * FROM books ORDER BY created_at, name")
-        return [Book(r["book_id"], r["name"], r["topic"], r["outline"], r["config"]) for r in rows]
+        return [book_from_row(r) for r in await self.rows("SELECT * FROM books ORDER BY created_at, name")]
 
     @asynccontextmanager
     async def book_lock(self, book: Book) -> AsyncIterator[None]:
@@ -237,7 +187,7 @@ class Store:
     async def agents(self, book_id: UUID, *, alive_only: bool = False) -> list[Agent]:
         sql = _AGENT_SELECT + " WHERE a.book_id = %s" + (" AND a.status = 'alive'" if alive_only else "")
         sql += " ORDER BY a.born_epoch, a.created_at, a.name"
-        return [_agent(r) for r in await self.rows(sql, (book_id,))]
+        return [agent_from_row(r) for r in await self.rows(sql, (book_id,))]
 
     # ---------------------------------------------------------------- epochs
     async def epoch_count(self, book_id: UUID) -> int:
