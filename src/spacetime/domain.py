@@ -228,3 +228,36 @@ class Chapter:
     text: str
     agent_name: str
     epoch_no: int
+
+
+class ReplacementKind(StrEnum):
+    """Why a newcomer entered (``reaper_events.kind``; shown by ``spacetime lineage`` as ``via``)."""
+
+    ELIMINATION = "elimination"
+    SWAP = "swap"
+    TOP_UP = "top-up"
+    """A resumed book seats a newcomer for a death that has none."""
+
+
+class NewcomerSource(StrEnum):
+    """Where a newcomer came from (``reaper_events.source``)."""
+
+    RESERVE = "reserve"
+    BRED = "bred"
+    BRED_FALLBACK = "bred-fallback"
+    """The deterministic child, when the model's answers were rejected or there was no time to breed."""
+    OPERATOR = "operator"
+
+
+@dataclass(frozen=True, slots=True)
+class ReaperEvent:
+    """One newcomer seated by the Reaper (a row of ``reaper_events``)."""
+
+    epoch_no: int
+    kind: ReplacementKind
+    out_agent_id: UUID | None
+    in_agent_id: UUID
+    source: NewcomerSource
+    prepared_s: float | None
+    stall_ms: float | None
+    note: str | None = None

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
+from uuid import UUID
 
-from spacetime.domain import Completion
+from spacetime.domain import Agent, Book, Chapter, Completion, EpochRecord, Persona
 
 Role = Literal["system", "user", "assistant"]
 
@@ -67,3 +68,52 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
     async def aclose(self) -> None: ...
+
+
+class BookRepository(Protocol):
+    """Where books are kept: what ``spacetime run`` (``engine/play.py``) and the Director read and write.
+
+    Implemented by ``spacetime.adapters.pg.store.Store`` (PostgreSQL + pgvector) and, for tests, by an in-memory
+    repository. Raises ``spacetime.errors.StoreError`` when the storage fails.
+    """
+
+    async def get_book(self, name: str) -> Book | None: ...
+
+    async def create_book(
+        self, name: str, topic: str, outline: str | None = None, config: dict[str, Any] | None = None
+    ) -> Book:
+        """A new book; ``ConfigError`` when the name is taken."""
+        ...
+
+    async def upsert_personas(self, personas: Sequence[Persona]) -> None:
+        """Keep the personas not kept yet (by name); existing ones are left as they are."""
+        ...
+
+    async def add_agent(
+        self, book_id: UUID, persona: Persona, *, rating: float, born_epoch: int, model: str | None = None
+    ) -> Agent:
+        """Seat ``persona`` in the book as a living agent; ``ConfigError`` when it has played the book before."""
+        ...
+
+    async def agents(self, book_id: UUID, *, alive_only: bool = False) -> list[Agent]:
+        """The book's agents, founders first, in the order they entered."""
+        ...
+
+    async def epoch_count(self, book_id: UUID) -> int: ...
+
+    async def write_epoch(self, record: EpochRecord) -> UUID:
+        """Keep a whole epoch at once (drafts, ballots, votes, ratings, the loser's death, the chapter) or nothing
+        of it; returns the epoch's id. ``StoreError`` when the epoch is already recorded."""
+        ...
+
+    async def chapters(self, book_id: UUID) -> list[Chapter]:
+        """The canon, in order."""
+        ...
+
+    async def chapter_embedding(self, book_id: UUID, position: int) -> list[float] | None: ...
+
+    async def similar_chapters(
+        self, book_id: UUID, embedding: Sequence[float], model: str, *, limit: int, before_position: int
+    ) -> list[Chapter]:
+        """At most ``limit`` chapters before ``before_position`` embedded by ``model``, nearest (cosine) first."""
+        ...

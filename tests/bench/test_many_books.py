@@ -17,7 +17,7 @@ from spacetime.book import load_book
 from spacetime.config import Settings
 from spacetime.engine.events import EpochCommitted
 from spacetime.engine.play import BookPlan, plan_books, play_books
-from spacetime.errors import ConfigError
+from spacetime.errors import BookBusy, ConfigError
 from tests.conftest import run_cli
 from tests.engine.scripted import tournament_responder
 
@@ -70,7 +70,7 @@ async def test_books_progress_together_and_failures_stay_local(migrated_url: str
         assert committed[f"spacetime-{i}"] == 2
     assert isinstance(by["exploding"].error, RuntimeError) and by["exploding"].outcomes == []
     assert isinstance(by["unreadable"].error, ConfigError)
-    assert isinstance(by["locked"].error, ConfigError) and "another spacetime process" in str(by["locked"].error)
+    assert isinstance(by["locked"].error, BookBusy) and "another spacetime process" in str(by["locked"].error)
     epochs = dict(_q(migrated_url, "SELECT b.name, count(e.*) FROM books b LEFT JOIN simulation_epochs e "
                                    "USING (book_id) GROUP BY b.name"))  # fmt: skip
     assert epochs == {"spacetime-1": 2, "spacetime-2": 2, "spacetime-3": 2, "exploding": 0, "locked": 0}

@@ -37,12 +37,15 @@ def skill(name: str) -> float:
     return 3.0 + 5.0 * hashlib.blake2b(name.encode(), digest_size=2).digest()[0] / 255
 
 
-def newcomer(epoch_no: int, alive: list[Agent], *, breed_every: int) -> Persona:
+def newcomer(epoch_no: int, alive: list[Agent], *, breed_every: int, book: str = "") -> Persona:
+    """The persona replacing epoch ``epoch_no``'s loser: a copy of a built-in one, or (every ``breed_every``
+    epochs) one bred from the two best, named after its ``book`` too (a bred persona's name is new in the store)."""
     base = NAMES[epoch_no % len(NAMES)]
     if breed_every and epoch_no % breed_every == 0 and len(alive) >= 2:
         best = sorted(alive, key=lambda a: -a.rating)[:2]
-        return Persona(name=f"{base} {epoch_no}", discipline=base, voice=f"Writes like {best[0].name}.",
-                       system_prompt=f"You are {base} {epoch_no}.", origin=PersonaOrigin.BRED,
+        name = f"{base} {epoch_no}" + (f" ({book})" if book else "")
+        return Persona(name=name, discipline=base, voice=f"Writes like {best[0].name}.",
+                       system_prompt=f"You are {name}.", origin=PersonaOrigin.BRED,
                        parents=(best[0].name, best[1].name))
     return dataclasses.replace(persona(base), name=f"{base} {epoch_no}")
 
@@ -109,7 +112,7 @@ async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, to
         after = {r.agent_id: r.after for r in record.ratings}
         alive = [dataclasses.replace(a, rating=after.get(a.agent_id, a.rating)) for a in alive
                  if a.agent_id != record.decision.loser_id]
-        entrant = newcomer(e, alive, breed_every=breed_every)
+        entrant = newcomer(e, alive, breed_every=breed_every, book=book.name)
         alive.append(await store.add_agent(book.book_id, entrant, rating=INITIAL_RATING, born_epoch=e,
                                            replaced_agent_id=record.decision.loser_id))
     return book, alive

@@ -23,9 +23,10 @@ import psycopg
 import pytest
 
 from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
-from spacetime.adapters.pg import reaper_store as rs
+from spacetime.adapters.pg import reports
 from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig, load_book
+from spacetime.cli.render import status_json
 from spacetime.engine.director import Director
 from spacetime.engine.events import AgentEntered, EpochStarted
 from spacetime.engine.models import ModelPool
@@ -265,7 +266,7 @@ async def test_six_epochs_two_reserve_four_bred_and_a_swap_from_a_second_termina
     assert sum("Your notes from earlier epochs" in p for p in last_prompts) >= 4
 
     # the lineage in `status --json`
-    status = await store.book_status(await _book(store, "six"))
+    status = status_json(await reports.book_status(store, await _book(store, "six")))
     lineage = {e["name"]: e for e in status["lineage"]}
     assert len(lineage) == 12
     assert lineage["Historian"]["via"] == "swap" and lineage["Historian"]["replaced"] == "Physicist"
@@ -410,14 +411,14 @@ async def test_bad_swaps_are_refused_and_nothing_is_queued(store: Store, migrate
     ]  # fmt: skip
     for out, incoming, needle in cases:
         with pytest.raises(ConfigError, match=needle):
-            await rs.enqueue_swap(store, book, out, incoming)
+            await store.swaps.enqueue(book, out, incoming)
     assert q(migrated_url, "SELECT count(*) FROM swap_requests") == [(0,)]
     alive = [r[0] for r in q(migrated_url, "SELECT name FROM agents WHERE status = 'alive' ORDER BY name")]
-    await rs.enqueue_swap(store, book, alive[0], "Historian")
+    await store.swaps.enqueue(book, alive[0], "Historian")
     with pytest.raises(ConfigError, match="already pending"):
-        await rs.enqueue_swap(store, book, alive[0], "Artist")
+        await store.swaps.enqueue(book, alive[0], "Artist")
     with pytest.raises(ConfigError, match="already pending"):
-        await rs.enqueue_swap(store, book, alive[1], "Historian")
+        await store.swaps.enqueue(book, alive[1], "Historian")
     assert q(migrated_url, "SELECT count(*) FROM swap_requests") == [(1,)]
 
 
@@ -429,7 +430,7 @@ async def test_a_swap_whose_agent_dies_first_is_rejected_and_the_book_goes_on(
     async def during_judgment(call: ScriptedCall) -> None:
         if _chapter_of(call) == 1 and not queued:
             queued.append("Financier → Historian")
-            await rs.enqueue_swap(store, await _book(store, "doomed"), "Financier", "Historian")
+            await store.swaps.enqueue(await _book(store, "doomed"), "Financier", "Historian")
             await asyncio.sleep(0.2)  # let the NOTIFY reach the Reaper's listener
 
     await store.upsert_personas(builtin_personas())
@@ -453,7 +454,7 @@ async def test_swap_queued_before_the_run_applies_before_the_first_burst(store: 
     await store.upsert_personas(builtin_personas())
     for persona in config.roster:
         await store.add_agent(book.book_id, persona, rating=1500.0, born_epoch=0)
-    await rs.enqueue_swap(store, book, "Technologist", "Economist")
+    await store.swaps.enqueue(book, "Technologist", "Economist")
     director = await make_director(store, model, config, name="early", create=False)
     try:
         await director.play(1)
@@ -593,15 +594,13 @@ async def test_killed_and_resumed_book_restores_roster_and_memories(
 async def test_two_books_in_one_process_share_one_listener_and_keep_their_swaps_apart(
     store: Store, migrated_url: str
 ) -> None:
-    from spacetime.engine.reaper import SwapHub
-
     await store.upsert_personas(builtin_personas())
     asked: list[str] = []
 
     async def during_judgment(call: ScriptedCall) -> None:
         if _chapter_of(call) == 1 and not asked:
             asked.append("right")
-            await rs.enqueue_swap(store, await _book(store, "right"), "Technologist", "Economist")
+            await store.swaps.enqueue(await _book(store, "right"), "Technologist", "Economist")
             await asyncio.sleep(0.3)
 
     left = await make_director(store, ScriptedModel(replies=responder(favourite="Technologist"), name="embedded"),
@@ -610,13 +609,19 @@ async def test_two_books_in_one_process_share_one_listener_and_keep_their_swaps_
                                                                        before_ballot=during_judgment),
                                                      name="embedded"), book_config(), name="right")  # fmt: skip
     try:
-        hubs = SwapHub._hubs[asyncio.get_running_loop()]
-        assert len(hubs) == 1 and len(next(iter(hubs.values())).subscribers) == 2
+        hub = store.swaps.listener  # the store's one listener, joined by both books' Reapers
+        assert set(hub.subscribers) == {left.book.book_id, right.book.book_id} and hub.task is not None
+        listening = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND query ^@ 'LISTEN'"
+        for _ in range(200):  # the listener connects in the background
+            if q(migrated_url, listening) != [(0,)]:
+                break
+            await asyncio.sleep(0.05)
+        assert q(migrated_url, listening) == [(1,)]  # one listening connection for the two books
         await asyncio.gather(left.play(2), right.play(2))
     finally:
         await left.close()
         await right.close()
-    assert asyncio.get_running_loop() not in SwapHub._hubs or not SwapHub._hubs[asyncio.get_running_loop()]
+    assert not store.swaps.listener.subscribers and store.swaps.listener.task is None
     rows = q(migrated_url, "SELECT b.name, a.name, a.born_epoch FROM agents a JOIN books b USING (book_id) "
                            "WHERE a.name IN ('Economist', 'Technologist') ORDER BY 1, 2")  # fmt: skip
     assert rows == [("left", "Technologist", 0), ("right", "Economist", 1), ("right", "Technologist", 0)]
@@ -627,20 +632,19 @@ async def test_two_books_in_one_process_share_one_listener_and_keep_their_swaps_
 async def test_persona_name_taken_by_another_book_is_not_reused(store: Store, migrated_url: str) -> None:
     import uuid as _uuid
 
-    from spacetime.rules.breeding import Plan, bred_persona
+    from spacetime.domain import Agent
+    from spacetime.rules.breeding import Plan, PlanKind, bred_persona
 
     config = book_config()
     book = await store.create_book("names", config.topic, config.outline, config.to_json())
     await store.upsert_personas(config.roster)
-    plan = Plan("mutation", (config.roster[0],))
+    plan = Plan(PlanKind.MUTATION, (config.roster[0],))
     first = bred_persona({"name": "Astrobiologist", "discipline": "Astrobiology", "voice": "a b c d e f"}, plan)
-    await rs.insert_agent(store, book.book_id, _uuid.uuid4(), first, rating=1500.0, born_epoch=1, model=None,
-                          replaced_agent_id=None)  # fmt: skip
+    await store.roster.insert(book.book_id, Agent(_uuid.uuid4(), first, 1500.0, born_epoch=1))
     other = await store.create_book("names-2", config.topic)
     twin = bred_persona({"name": "Astrobiologist", "discipline": "Star Biology", "voice": "g h i j k l"}, plan)
     with pytest.raises(PersonaTaken):
-        await rs.insert_agent(store, other.book_id, _uuid.uuid4(), twin, rating=1500.0, born_epoch=1, model=None,
-                              replaced_agent_id=None)  # fmt: skip
+        await store.roster.insert(other.book_id, Agent(_uuid.uuid4(), twin, 1500.0, born_epoch=1))
     assert q(migrated_url, "SELECT count(*) FROM agents WHERE book_id = %s", other.book_id) == [(0,)]
     assert q(migrated_url, "SELECT discipline FROM personas WHERE name = 'Astrobiologist'") == [("Astrobiology",)]
 

@@ -105,7 +105,7 @@ def test_forfeit_note() -> None:
 
 # --------------------------------------------------------------------------- breeding
 def _plan(kind: str, *names: str) -> breeding.Plan:
-    return breeding.Plan(kind, tuple(LIB[n] for n in names))
+    return breeding.Plan(breeding.PlanKind(kind), tuple(LIB[n] for n in names))
 
 
 def test_parse_answer_accepts_json_fenced_or_broken() -> None:
@@ -161,7 +161,7 @@ def test_fallback_names_are_deterministic_unique_and_short() -> None:
     assert (mutation.name, mutation.discipline) == ("Physicist II", "Heterodox Physics")
     assert mutation.parents == ("Physicist",) and first.parents == ("Physicist", "Cyberneticist")
     # children of bred parents keep short names
-    grand = breeding.Plan("crossover", (first, second))
+    grand = breeding.Plan(breeding.PlanKind.CROSSOVER, (first, second))
     child = breeding.fallback_persona(grand, taken | {first.name, second.name}, disciplines)
     assert len(child.name) <= 50 and child.name.startswith("Physicist") and child.parents == (first.name, second.name)
 

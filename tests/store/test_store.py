@@ -5,7 +5,9 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from spacetime.adapters.pg import reports
 from spacetime.adapters.pg.store import Store
+from spacetime.cli.render import status_json
 from spacetime.errors import BookBusy, ConfigError, StoreError
 from tests.factories import NAMES, make_epoch, persona
 
@@ -85,7 +87,7 @@ async def test_agents_are_never_revived_and_books_unique(store: Store) -> None:
 async def test_status_reports_roster(store: Store) -> None:
     book, agents = await _book_with_agents(store, 5)
     await store.write_epoch(make_epoch(book.book_id, 1, agents))
-    status = await store.book_status(book)
+    status = status_json(await reports.book_status(store, book))
     assert status["epochs"] == 1 and status["chapters"] == 1
     assert {a["name"] for a in status["roster"]} == set(NAMES[:5])
     dead = [a for a in status["roster"] if a["status"] == "eliminated"]

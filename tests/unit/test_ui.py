@@ -7,8 +7,11 @@ import uuid
 
 from rich.console import Console
 
+from spacetime.adapters.pg.reports import BookStatus, RosterEntry
+from spacetime.cli.progress import EpochProgress
+from spacetime.cli.render import print_status
+from spacetime.domain import Agent, AgentStatus, Book, Persona
 from spacetime.engine import events as ev
-from spacetime.ui import EpochProgress, print_status
 
 
 def _progress() -> tuple[EpochProgress, io.StringIO]:
@@ -45,17 +48,19 @@ def test_progress_lines_tell_the_story_of_an_epoch() -> None:
 
 def test_status_table_and_empty_state() -> None:
     buf = io.StringIO()
-    import spacetime.ui as ui
+    import spacetime.cli.render as ui
+
+    def agent(name: str, discipline: str, status: AgentStatus, rating: float, died: int | None) -> RosterEntry:
+        persona = Persona(name, discipline, "", "")
+        return RosterEntry(Agent(uuid.uuid4(), persona, rating, status, 0, died), None, None)
 
     old = ui.console
     ui.console = Console(file=buf, force_terminal=False, width=140)
     try:
         print_status([])
-        print_status([{"book": "b", "epochs": 2, "chapters": 2, "topic": "Time", "roster": [
-            {"name": "Physicist", "discipline": "Physics", "status": "alive", "rating": 1512.3, "born_epoch": 0,
-             "died_epoch": None, "replaced": None},
-            {"name": "Financier", "discipline": "Finance", "status": "eliminated", "rating": 1480.0,
-             "born_epoch": 0, "died_epoch": 2, "replaced": None}]}])
+        print_status([BookStatus(Book(uuid.uuid4(), "b", "Time", None, {}), epochs=2, chapters=2, roster=(
+            agent("Physicist", "Physics", AgentStatus.ALIVE, 1512.3, None),
+            agent("Financier", "Finance", AgentStatus.ELIMINATED, 1480.0, 2)), lineage=())])
     finally:
         ui.console = old
     out = buf.getvalue()

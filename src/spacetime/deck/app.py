@@ -101,8 +101,8 @@ def section_votes(v: View) -> None:
     st.caption(
         f"Rows are voters, columns the drafts they judged blind — each column shows the author and the alias the "
         f"draft wore (revealed after the collapse). Red dotted columns carry penalties (✂ truncated, late). "
-        f"Hover a cell for the rationale. Chapter {ep['chapter_position']}: **{ep['chapter_title']}** by "
-        f"**{ep['winner']}**; eliminated: **{ep['loser']}**."
+        f"Hover a cell for the rationale. Chapter {ep.chapter_position}: **{ep.chapter_title}** by "
+        f"**{ep.winner}**; eliminated: **{ep.loser}**."
     )
     if not votes:
         st.info("No votes were recorded in this epoch (every ballot abstained).")
@@ -212,9 +212,9 @@ def section_epoch(v: View) -> None:
         st.warning(f"Epoch {v.epoch_no} is not in this book.")
         return
     st.subheader(f"Epoch {v.epoch_no}: the drafts")
-    took = (ep["end_time"] - ep["start_time"]).total_seconds() if ep["end_time"] and ep["start_time"] else None
-    st.markdown(f"★ Chapter {ep['chapter_position']} **{ep['chapter_title']}** by **{ep['winner']}** · "
-                f"eliminated: **{ep['loser']}**")
+    took = (ep.end_time - ep.start_time).total_seconds() if ep.end_time and ep.start_time else None
+    st.markdown(f"★ Chapter {ep.chapter_position} **{ep.chapter_title}** by **{ep.winner}** · "
+                f"eliminated: **{ep.loser}**")
     c = st.columns(4)
     c[0].metric("Drafts", len(drafts))
     c[1].metric("Truncated", sum(1 for d in drafts if d["truncated"]))
@@ -414,10 +414,10 @@ def main() -> None:
     ov = data.overview(url, view.book_id, view.key)
     m = st.columns([1, 1, 1, 1, 2])
     m[0].metric("Epochs", version.latest_epoch)
-    m[1].metric("Chapters", ov["chapters"])
-    m[2].metric("Living agents", ov["alive"])
-    m[3].metric("Eliminated", ov["eliminated"])
-    m[4].metric("Leader", ov["leader"] or "—")
+    m[1].metric("Chapters", ov.chapters)
+    m[2].metric("Living agents", ov.alive)
+    m[3].metric("Eliminated", ov.eliminated)
+    m[4].metric("Leader", ov.leader or "—")
     tabs = st.tabs(SECTIONS, key="section", bind="query-params")
     for label, tab in zip(SECTIONS, tabs, strict=True):
         with tab:

@@ -19,7 +19,7 @@ from uuid import UUID
 import streamlit as st
 
 from spacetime.adapters.llm.registry import build_embedder
-from spacetime.adapters.pg.deck import DeckReader, Version
+from spacetime.adapters.pg.deck import DeckReader, EpochSummary, Overview, Version
 from spacetime.book import EndpointSpec
 from spacetime.deck import ENV_URL
 
@@ -58,12 +58,12 @@ def books(url: str, n_books: int) -> list[dict[str, Any]]:
 
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)
-def overview(url: str, book_id: UUID, version: VersionKey) -> dict[str, Any]:
+def overview(url: str, book_id: UUID, version: VersionKey) -> Overview:
     return reader(url).overview(book_id)
 
 
 @st.cache_data(ttl=600, max_entries=64, show_spinner=False)
-def epoch(url: str, book_id: UUID, epoch_no: int) -> dict[str, Any] | None:
+def epoch(url: str, book_id: UUID, epoch_no: int) -> EpochSummary | None:
     return reader(url).epoch(book_id, epoch_no)
 
 

@@ -1,37 +1,33 @@
-"""The Tournament Director: the one place that joins the pure rules to the models, the store and the clock.
+"""The Tournament Director: plays a book's epochs, joining the book's repository, the models and the clock.
 
-One epoch: burst → judgment (with embeddings computed alongside) → scoring → Elo → collapse → ONE transaction →
-the reaper replaces the eliminated agent before the next burst.
+One epoch: read its number and canon → ``spacetime.engine.epoch.run_epoch`` (burst → judgment → scoring → Elo →
+collapse, pure of storage) → ONE transaction (``write_epoch``) → the reaper replaces the eliminated agent before
+the next burst. ``async with Director(...) as director:`` seats the roster and, on the way out, releases it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from types import TracebackType
 from uuid import UUID
 
 from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig
-from spacetime.domain import Agent, Book, Draft, EpochRecord, RatingChange
-from spacetime.engine.burst import burst
+from spacetime.domain import Agent, Book
+from spacetime.engine.epoch import MIN_DRAFTS, epoch_rng, run_epoch
 from spacetime.engine.events import EpochCommitted, EpochRetry, EpochStarted, Listener, ignore
-from spacetime.engine.judgment import judgment
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
 from spacetime.engine.seats import Seat
 from spacetime.errors import EpochShort, ModelError
+from spacetime.ports import BookRepository
 from spacetime.prompts import render
-from spacetime.rules.anonymize import assign_aliases, review_orders
-from spacetime.rules.canon import DraftContext, Passage, fit_retrieved, plan_context, split_title
-from spacetime.rules.rating import INITIAL_RATING, elo_update
-from spacetime.rules.scoring import draft_penalties, rated_totals, score_drafts
-from spacetime.rules.selection import collapse
+from spacetime.rules.canon import DraftContext, Passage, fit_retrieved, plan_context
+from spacetime.rules.rating import INITIAL_RATING
 
-MIN_DRAFTS = 3
-"""Below this many drafts an epoch is not played: it is retried later (a blind vote needs two other drafts)."""
 CONTEXT_TOKENS = 1536
 """At most this many prompt tokens of canon go into a draft prompt; past it, passages are retrieved (pgvector)."""
 RETRIEVED_PASSAGES = 3
@@ -52,7 +48,7 @@ class EpochOutcome:
 
 @dataclass
 class Director:
-    store: Store
+    store: BookRepository
     book: Book
     config: BookConfig
     models: ModelPool
@@ -61,6 +57,20 @@ class Director:
     retry_waits_s: Sequence[float] = (5.0, 20.0, 60.0)
     seats: dict[UUID, Seat] = field(default_factory=dict)
     reaper: Reaper | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> Director:
+        try:
+            await self.setup()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
 
     # ------------------------------------------------------------------ roster
     async def setup(self) -> None:
@@ -76,11 +86,11 @@ class Director:
                         model=self.config.agent_models.get(persona.name),
                     )  # fmt: skip
                 )
-        for agent in living:
-            self.seats[agent.agent_id] = self.seat_for(agent)
-        if self.reaper is None:
+        self.seats = {agent.agent_id: self.seat_for(agent) for agent in living}
+        if self.reaper is None and isinstance(self.store, Store):  # the Reaper keeps its own PostgreSQL queries
             self.reaper = Reaper(self.store, self.book, self.config, self.seat_for, self.emit, models=self.models)
-        await self.reaper.start()
+        if self.reaper is not None:
+            await self.reaper.start()
 
     def seat_for(self, agent: Agent) -> Seat:
         from spacetime.adapters.llm.autogen import PersonaAgent
@@ -125,10 +135,9 @@ class Director:
 
     async def play_epoch(self, attempt: int = 1) -> EpochOutcome:
         if self.reaper is not None:
-            await self.reaper.ready(self.seats)  # the roster is complete before the burst
+            self.seats = await self.reaper.ready(self.seats)  # the roster is complete before the burst
         epoch_no = await self.next_epoch_no()
-        seed = self.config.seed
-        rng = random.Random(f"{seed}:{epoch_no}:{attempt}") if seed is not None else random.Random()
+        rng = epoch_rng(self.config.seed, epoch_no, attempt)
         seats = list(self.seats.values())
         self.emit(EpochStarted(self.book.name, epoch_no, tuple(s.name for s in seats), attempt))
         started = self.clock()
@@ -136,87 +145,31 @@ class Director:
 
         context = await self.draft_context(epoch_no, seats[0])
         memories = self.reaper.memories() if self.reaper is not None else {}
-
-        def prompt_for(seat: Seat) -> str:
-            return render(
-                "draft.j2",
-                topic=self.book.topic,
-                outline=self.book.outline,
-                passages=context.passages,
-                previous=context.previous,
-                chapter_no=epoch_no,
-                persona_prompt=seat.agent.persona.system_prompt,
-                memory=memories.get(seat.agent.agent_id, ()),
-                max_words=max(20, int(self.config.max_tokens * 0.6)),
-            )
-
-        epoch_seed = None if seed is None else rng.randrange(1 << 30)
-        drafts, forfeits = await burst(
-            seats, prompt_for, max_tokens=self.config.max_tokens, seed=epoch_seed, emit=self.emit
-        )
-        if len(drafts) < MIN_DRAFTS:
-            raise EpochShort(len(drafts))
-
-        forbidden = [w for s in seats for w in (s.agent.persona.name, s.agent.persona.discipline)]
-        aliases = assign_aliases([d.agent_id for d in drafts], rng, forbidden=forbidden)
-        orders = review_orders([s.agent.agent_id for s in seats], aliases, rng)
-        penalties = draft_penalties(drafts)
-        marker = f"{rng.getrandbits(48):012x}"
-        ballots, embeddings = await asyncio.gather(
-            judgment(
-                seats, drafts, aliases, orders, {a: p.truncation + p.lateness for a, p in penalties.items()},
-                topic=self.book.topic, chapter_no=epoch_no, marker=marker, seed=epoch_seed, emit=self.emit,
-            ),  # fmt: skip
-            self.embed(drafts),
-        )
-        votes = [v for b in ballots for v in b.votes]
-        scores = score_drafts(drafts, votes, {a: (p.truncation, p.lateness) for a, p in penalties.items()})
-        before = {s.agent.agent_id: s.agent.rating for s in seats}
-        after = elo_update(before, rated_totals(scores))
-        decision = collapse(scores, after, [s.agent.agent_id for s in seats], rng)
-        winner = next(d for d in drafts if d.agent_id == decision.winner_id)
-        title, body = split_title(winner.text, epoch_no)
-        model_name = self.models.embedder_name
-        record = EpochRecord(
-            book_id=self.book.book_id,
-            epoch_no=epoch_no,
-            active_agent_ids=tuple(s.agent.agent_id for s in seats),
-            drafts=tuple(drafts),
-            aliases=aliases,
-            ballots=tuple(ballots),
-            scores=tuple(scores.values()),
-            ratings=tuple(RatingChange(a, before[a], after.get(a, before[a])) for a in before),
-            decision=decision,
-            chapter_title=title,
-            chapter_text=body,
-            forfeits=tuple(forfeits),
-            draft_embeddings=embeddings,
-            chapter_embedding=embeddings.get(winner.agent_id),
-            embedding_model=model_name if embeddings else None,
-            start_time=started,
-            end_time=self.clock(),
-        )
+        record = await run_epoch(
+            seats, book=self.book, config=self.config, epoch_no=epoch_no, context=context, memories=memories,
+            rng=rng, embedder=self.models.embedder(), started=started, clock=self.clock, emit=self.emit,
+        )  # fmt: skip
         epoch_id = await self.store.write_epoch(record)
-        for agent_id, seat in self.seats.items():
-            seat.agent = _with_rating(seat.agent, after.get(agent_id, seat.agent.rating))
+        after = {r.agent_id: r.after for r in record.ratings}
+        self.seats = {agent_id: _with_rating(seat, after.get(agent_id, seat.agent.rating))
+                      for agent_id, seat in self.seats.items()}  # fmt: skip
         wall = time.perf_counter() - t0
+        decision = record.decision
         names = {s.agent.agent_id: s.name for s in seats}
-        tokens = sum(d.completion_tokens for d in drafts)
-        self.emit(EpochCommitted(epoch_no, epoch_id, names[decision.winner_id], names[decision.loser_id], title,
-                                 wall, tokens))  # fmt: skip
+        tokens = sum(d.completion_tokens for d in record.drafts)
+        self.emit(EpochCommitted(epoch_no, epoch_id, names[decision.winner_id], names[decision.loser_id],
+                                 record.chapter_title, wall, tokens))  # fmt: skip
         if self.reaper is not None:
-            await self.reaper.epoch_committed(record, self.seats, names)
+            self.seats = await self.reaper.epoch_committed(record, self.seats, names)
+        else:  # no Reaper (a repository other than PostgreSQL, in tests): the loser leaves, nobody replaces it
+            gone = self.seats.pop(decision.loser_id, None)
+            if gone is not None:
+                await gone.runner.close()
         return EpochOutcome(
             epoch_no=epoch_no, epoch_id=epoch_id, winner=names[decision.winner_id], loser=names[decision.loser_id],
-            wall_s=wall, drafts=len(drafts), votes=len(votes), completion_tokens=tokens, forfeits=len(forfeits),
+            wall_s=wall, drafts=len(record.drafts), votes=sum(len(b.votes) for b in record.ballots),
+            completion_tokens=tokens, forfeits=len(record.forfeits),
         )  # fmt: skip
-
-    async def embed(self, drafts: Sequence[Draft]) -> dict[UUID, list[float]]:
-        embedder = self.models.embedder()
-        if embedder is None:
-            return {}
-        vectors = await embedder.embed([d.text for d in drafts])
-        return {d.agent_id: v for d, v in zip(drafts, vectors, strict=True)}
 
     async def draft_context(self, epoch_no: int, seat: Seat) -> DraftContext:
         """The canon for the next draft: whole while it fits the budget, else previous chapter + retrieved passages."""
@@ -240,7 +193,5 @@ class Director:
         return fit_retrieved(previous, similar, budget, model.count_tokens, model.truncate_to_tokens)
 
 
-def _with_rating(agent: Agent, rating: float) -> Agent:
-    from dataclasses import replace
-
-    return replace(agent, rating=rating)
+def _with_rating(seat: Seat, rating: float) -> Seat:
+    return replace(seat, agent=replace(seat.agent, rating=rating))

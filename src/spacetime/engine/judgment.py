@@ -22,11 +22,6 @@ from spacetime.rules.ballot import (
 )
 from spacetime.rules.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap
 
-REASK = (
-    "Your answer could not be read as the requested ballot. Answer again with ONLY the JSON object: one key per "
-    "alias ({aliases}), each with an integer insight_score from 1 to 10 and a one-sentence rationale."
-)
-
 
 def ballot_prompt(
     *, topic: str, chapter_no: int, marker: str, persona_prompt: str, items: Sequence[ReviewItem]
@@ -128,7 +123,7 @@ async def judgment(
             parsed = parse_ballot(first.text, order)
             decision = decide_ballot(parsed, order)
             if decision.reask:
-                again = prompt + "\n\n" + REASK.format(aliases=", ".join(order))
+                again = prompt + "\n\n" + render("reask.j2", aliases=", ".join(order))
                 reseed = None if call_seed is None else call_seed + 7
                 second = await seat.runner.judge(again, json_schema=schema, max_tokens=reply_tokens, seed=reseed)
                 raws.append(second.text)

@@ -4,19 +4,20 @@ One book (``play_book``) is played with a live table. Several books (``play_book
 ``--books N`` copies of one) are played at once by one process: each book is its own task with its own Director,
 every book shares one :class:`~spacetime.engine.models.SharedModels` (so an endpoint's concurrency bound holds
 across all books), one connection pool and one connection for the books' advisory locks (the Reapers share one
-swap listener, ``spacetime.engine.reaper.SwapHub``). A book that fails is reported and the others play on.
+swap listener, ``spacetime.adapters.pg.notify.SwapHub``). A book that fails is reported and the others play on.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from spacetime.adapters.pg.connect import prepare
-from spacetime.adapters.pg.store import Store, open_store
+from spacetime.adapters.pg.store import open_store
 from spacetime.book import BookConfig, load_book, parse_book, validate_book_name
 from spacetime.config import Settings
 from spacetime.domain import Book
@@ -24,7 +25,7 @@ from spacetime.engine.director import Director, EpochOutcome
 from spacetime.engine.events import Listener
 from spacetime.engine.models import ModelPool, SharedModels
 from spacetime.errors import ConfigError
-from spacetime.ports import ChatModel, Embedder
+from spacetime.ports import BookRepository, ChatModel, Embedder
 
 DEFAULT_BOOK = "spacetime"
 MAX_POOL = 20
@@ -40,7 +41,7 @@ def with_overrides(config: BookConfig, *, max_tokens: int | None, seed: int | No
 
 
 async def open_book(
-    store: Store, book_file: Path | None, *, book_name: str | None, max_tokens: int | None, seed: int | None
+    store: BookRepository, book_file: Path | None, *, book_name: str | None, max_tokens: int | None, seed: int | None
 ) -> tuple[Book, BookConfig]:
     """Find the book (resume) or create it. A resumed book keeps its stored settings unless a file is given."""
     file_config = load_book(book_file) if book_file is not None else None
@@ -49,7 +50,7 @@ async def open_book(
 
 
 async def _find_or_create(
-    store: Store,
+    store: BookRepository,
     name: str,
     given: BookConfig | None,
     *,
@@ -71,6 +72,18 @@ async def _find_or_create(
     return book, config
 
 
+@asynccontextmanager
+async def _seated(
+    store: BookRepository, book: Book, config: BookConfig, models: ModelPool, emit: Listener
+) -> AsyncIterator[Director]:
+    """A Director with the book's roster seated on ``models``; all of it (the models too) released on the way out."""
+    try:
+        async with Director(store=store, book=book, config=config, models=models, emit=emit) as director:
+            yield director
+    finally:
+        await models.aclose()
+
+
 def _offset_seed(config: BookConfig, offset: int) -> BookConfig:
     if not offset or config.seed is None:
         return config
@@ -90,15 +103,8 @@ async def play_book(
     url = prepare(settings)
     async with open_store(url) as store:
         book, config = await open_book(store, book_file, book_name=book_name, max_tokens=max_tokens, seed=seed)
-        async with store.book_lock(book):
-            models = ModelPool(config)
-            director = Director(store=store, book=book, config=config, models=models, emit=emit)
-            try:
-                await director.setup()
-                outcomes = await director.play(epochs)
-            finally:
-                await director.close()
-                await models.aclose()
+        async with store.book_lock(book), _seated(store, book, config, ModelPool(config), emit) as director:
+            outcomes = await director.play(epochs)
     return book.name, outcomes
 
 
@@ -204,15 +210,9 @@ async def play_books(
                         models = ModelPool(
                             config, prebuilt=dict(prebuilt or {}), prebuilt_embedder=prebuilt_embedder, shared=shared
                         )
-                        director = Director(store=store, book=book, config=config, models=models,
-                                            emit=emit_for(plan.name))  # fmt: skip
-                        try:
-                            await director.setup()
+                        async with _seated(store, book, config, models, emit_for(plan.name)) as director:
                             for _ in range(epochs):
                                 run.outcomes.append(await director.play_epoch_with_retries())
-                        finally:
-                            await director.close()
-                            await models.aclose()
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # one book's failure never stops the others

@@ -34,7 +34,10 @@ _STEM = 5
 _CONTAIN_MIN = 4
 """A forbidden word shorter than this bans a mask only when equal to it (``Art`` does not ban ``Cartographer``)."""
 
-ALIAS_RE = re.compile(rf"^{ALIAS_PREFIX}_([A-Za-z]+)_(\d+)$")
+ALIAS_PATTERN = rf"{ALIAS_PREFIX}_([A-Za-z]+)_(\d+)"
+"""The grammar of an alias, capturing its mask and number (the one definition: ballots and memory use it too)."""
+
+ALIAS_RE = re.compile(rf"^{ALIAS_PATTERN}$")
 """Matches an alias and captures its mask and number."""
 
 

@@ -25,6 +25,7 @@ from uuid import UUID
 import json_repair
 
 from spacetime.domain import BallotStatus, Vote
+from spacetime.rules.anonymize import ALIAS_RE
 
 SCORE_MIN = 1
 SCORE_MAX = 10
@@ -40,7 +41,6 @@ MAX_PROBLEMS = 20
 _EXACT, _FOLDED, _PARTIAL = 0, 1, 2
 _FENCE_RE = re.compile(r"```[ \t]*(?:json)?[ \t]*\r?\n?(.*?)```", re.IGNORECASE | re.DOTALL)
 _SCORE_RE = re.compile(r"([+-]?\d{1,6}(?:\.\d+)?)\s*(?:/\s*10(?:\.0+)?|out\s+of\s+10|of\s+10)?", re.IGNORECASE)
-_ALIAS_RE = re.compile(r"^[A-Za-z]+_([A-Za-z]+)_(\d+)$")
 _SCORE_KEYS = ("insightscore", "insight", "score", "rating", "grade")
 _RATIONALE_KEYS = ("rationale", "reason", "reasoning", "justification", "explanation", "comment", "why")
 _ALIAS_KEYS = ("alias", "draft", "name", "id", "target", "author")
@@ -146,7 +146,7 @@ class _AliasIndex:
         self.parts: dict[str, tuple[str, int]] = {}
         for alias in self.expected:
             self.folded.setdefault(_fold(alias), []).append(alias)
-            m = _ALIAS_RE.match(alias)
+            m = ALIAS_RE.match(alias)
             if m:
                 self.parts[alias] = (m.group(1).casefold(), int(m.group(2)))
         self.masks = {mask for mask, _ in self.parts.values()}

@@ -22,6 +22,7 @@ import random
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import json_repair
@@ -66,11 +67,18 @@ class Parent:
     rating: float
 
 
+class PlanKind(StrEnum):
+    MUTATION = "mutation"
+    """A child of one parent."""
+    CROSSOVER = "crossover"
+    """A child of two parents."""
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
-    """Which parents, and how: ``mutation`` (one parent) or ``crossover`` (two)."""
+    """Which parents, and how: a mutation (one parent) or a crossover (two)."""
 
-    kind: str
+    kind: PlanKind
     parents: tuple[Persona, ...]
 
 
@@ -83,9 +91,9 @@ def plan_breeding(ranked: Sequence[Parent], rng: random.Random) -> Plan:
     if len(best) >= 2 and rng.random() < 0.5:
         pair = rng.sample(best, 2)
         pair.sort(key=lambda p: (-p.rating, p.persona.name))
-        return Plan("crossover", (pair[0].persona, pair[1].persona))
+        return Plan(PlanKind.CROSSOVER, (pair[0].persona, pair[1].persona))
     weights = [len(best) - i for i in range(len(best))]
-    return Plan("mutation", (rng.choices(best, weights=weights)[0].persona,))
+    return Plan(PlanKind.MUTATION, (rng.choices(best, weights=weights)[0].persona,))
 
 
 def breed_prompt(plan: Plan, avoid_names: Sequence[str], avoid_disciplines: Sequence[str]) -> str:
@@ -183,7 +191,7 @@ def fallback_persona(plan: Plan, taken_names: Collection[str], taken_disciplines
     names = {n.lower() for n in taken_names}
     disciplines = {d.lower() for d in taken_disciplines}
     first = plan.parents[0]
-    if plan.kind == "crossover" and len(plan.parents) >= 2:
+    if plan.kind == PlanKind.CROSSOVER and len(plan.parents) >= 2:
         second = plan.parents[1]
         roots = list(dict.fromkeys([_root(first.name), _root(second.name)]))
         base = "-".join(roots)

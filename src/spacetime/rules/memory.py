@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 from spacetime.domain import EpochRecord
+from spacetime.rules.anonymize import ALIAS_PATTERN
 from spacetime.rules.canon import split_title
 
 MAX_NOTES = 4
@@ -32,7 +33,7 @@ RATIONALE_MAX = 90
 QUOTED_RATIONALES = 2
 """Rationales quoted per note: the harshest and the kindest."""
 
-_ALIAS = re.compile(r"\bAnonymous_[A-Za-z]+_\d+\b")
+_ALIAS = re.compile(rf"\b{ALIAS_PATTERN}\b")
 _SPACES = re.compile(r"\s+")
 
 
@@ -109,79 +110,104 @@ def note_for(fb: Feedback) -> str:
     return _clip(text, NOTE_MAX)
 
 
+@dataclass(frozen=True, slots=True)
+class _Epoch:
+    """What the feedback of one epoch is made of, read from an ``EpochRecord`` or from a stored epoch."""
+
+    epoch_no: int
+    active: Iterable[UUID]
+    drafts: Mapping[UUID, tuple[str, bool]]
+    """Author id → (draft text, truncated)."""
+    aliases: Mapping[UUID, str]
+    """Author id → alias."""
+    totals: Mapping[UUID, float]
+    """Author id → score total: ranks the drafts."""
+    means: Mapping[UUID, float]
+    """Author id → mean insight, for the drafts that received votes."""
+    ratings: Mapping[UUID, tuple[float, float]]
+    """Agent id → (rating before, rating after)."""
+    received: Mapping[UUID, Sequence[tuple[int, str]]]
+    """Author id → (insight score, rationale) of every vote its draft received."""
+    winner: UUID | None
+    loser: UUID | None
+    names: Collection[str]
+    """Every name to mask in a rationale."""
+
+
+def _feedback(epoch: _Epoch) -> dict[UUID, Feedback]:
+    ranked = sorted(epoch.totals, key=lambda a: (-epoch.totals[a], str(a)))
+    rank = {agent_id: i + 1 for i, agent_id in enumerate(ranked)}
+    all_aliases = list(epoch.aliases.values())
+    out: dict[UUID, Feedback] = {}
+    for agent_id in epoch.active:
+        draft = epoch.drafts.get(agent_id)
+        before, after = epoch.ratings.get(agent_id, (0.0, 0.0))
+        own = epoch.aliases.get(agent_id)
+        out[agent_id] = Feedback(
+            epoch_no=epoch.epoch_no,
+            title=None if draft is None else split_title(draft[0], epoch.epoch_no)[0],
+            words=0 if draft is None else len(draft[0].split()),
+            truncated=bool(draft and draft[1]),
+            mean_insight=epoch.means.get(agent_id),
+            rank=rank.get(agent_id),
+            drafts=len(epoch.drafts),
+            won=agent_id == epoch.winner,
+            rating_before=before,
+            rating_after=after,
+            rationales=tuple(
+                (s, anonymize(r, own, all_aliases, epoch.names)) for s, r in epoch.received.get(agent_id, ())
+            ),
+            eliminated=agent_id == epoch.loser,
+        )
+    return out
+
+
 def feedback_from_record(record: EpochRecord, names: Mapping[UUID, str]) -> dict[UUID, Feedback]:
     """Feedback for every agent that took part in ``record`` (drafted or forfeited). ``names``: agent id → name."""
-    drafts = {d.agent_id: d for d in record.drafts}
-    ranked = sorted(record.scores, key=lambda s: (-s.total, str(s.agent_id)))
-    rank = {s.agent_id: i + 1 for i, s in enumerate(ranked)}
-    score = {s.agent_id: s for s in record.scores}
-    ratings = {r.agent_id: r for r in record.ratings}
     received: dict[UUID, list[tuple[int, str]]] = {}
     for ballot in record.ballots:
         for vote in ballot.votes:
             received.setdefault(vote.target_id, []).append((vote.insight_score, vote.rationale))
-    all_aliases = list(record.aliases.values())
-    out: dict[UUID, Feedback] = {}
-    for agent_id in record.active_agent_ids:
-        draft = drafts.get(agent_id)
-        change = ratings.get(agent_id)
-        before = change.before if change else 0.0
-        after = change.after if change else before
-        own = record.aliases.get(agent_id)
-        out[agent_id] = Feedback(
+    return _feedback(
+        _Epoch(
             epoch_no=record.epoch_no,
-            title=None if draft is None else split_title(draft.text, record.epoch_no)[0],
-            words=0 if draft is None else len(draft.text.split()),
-            truncated=bool(draft and draft.truncated),
-            mean_insight=score[agent_id].mean_insight if agent_id in score and score[agent_id].votes else None,
-            rank=rank.get(agent_id),
-            drafts=len(record.drafts),
-            won=agent_id == record.decision.winner_id,
-            rating_before=before,
-            rating_after=after,
-            rationales=tuple(
-                (s, anonymize(r, own, all_aliases, names.values())) for s, r in received.get(agent_id, ())
-            ),
-            eliminated=agent_id == record.decision.loser_id,
+            active=record.active_agent_ids,
+            drafts={d.agent_id: (d.text, d.truncated) for d in record.drafts},
+            aliases=record.aliases,
+            totals={s.agent_id: s.total for s in record.scores},
+            means={s.agent_id: s.mean_insight for s in record.scores if s.votes},
+            ratings={r.agent_id: (r.before, r.after) for r in record.ratings},
+            received=received,
+            winner=record.decision.winner_id,
+            loser=record.decision.loser_id,
+            names=names.values(),
         )
-    return out
+    )
 
 
 def feedback_from_stored(stored: Mapping[str, Any]) -> dict[UUID, Feedback]:
     """The same feedback as :func:`feedback_from_record`, from a stored epoch
-    (``spacetime.adapters.pg.reaper_store.stored_epoch``)."""
+    (``spacetime.adapters.pg.notes.AgentNotes.stored_epoch``)."""
     epoch = stored["epoch"]
-    epoch_no = int(epoch["epoch_no"])
     drafts = {d["agent_id"]: d for d in stored["drafts"]}
-    ratings = {r["agent_id"]: r for r in stored["ratings"]}
-    ranked = sorted(drafts.values(), key=lambda d: (-(d["score"] if d["score"] is not None else 0.0),
-                                                    str(d["agent_id"])))  # fmt: skip
-    rank = {d["agent_id"]: i + 1 for i, d in enumerate(ranked)}
-    aliases = [d["alias"] for d in drafts.values()]
     received: dict[UUID, list[tuple[int, str]]] = {}
     for v in stored["votes"]:
         received.setdefault(v["target_agent_id"], []).append((v["insight_score"], v["rationale"] or ""))
-    out: dict[UUID, Feedback] = {}
-    for agent_id in epoch["active_agent_ids"] or ():
-        draft = drafts.get(agent_id)
-        rating = ratings.get(agent_id)
-        before = rating["rating_before"] if rating else 0.0
-        own = draft["alias"] if draft else None
-        out[agent_id] = Feedback(
-            epoch_no=epoch_no,
-            title=None if draft is None else split_title(draft["text"], epoch_no)[0],
-            words=0 if draft is None else len(draft["text"].split()),
-            truncated=bool(draft and draft["truncated"]),
-            mean_insight=draft["mean_insight"] if draft and draft["votes_received"] else None,
-            rank=rank.get(agent_id),
-            drafts=len(drafts),
-            won=agent_id == epoch["winner_agent_id"],
-            rating_before=before,
-            rating_after=rating["rating_after"] if rating else before,
-            rationales=tuple((s, anonymize(r, own, aliases, stored["names"])) for s, r in received.get(agent_id, ())),
-            eliminated=agent_id == epoch["loser_agent_id"],
+    return _feedback(
+        _Epoch(
+            epoch_no=int(epoch["epoch_no"]),
+            active=epoch["active_agent_ids"] or (),
+            drafts={a: (d["text"], d["truncated"]) for a, d in drafts.items()},
+            aliases={a: d["alias"] for a, d in drafts.items()},
+            totals={a: d["score"] if d["score"] is not None else 0.0 for a, d in drafts.items()},
+            means={a: d["mean_insight"] for a, d in drafts.items() if d["votes_received"]},
+            ratings={r["agent_id"]: (r["rating_before"], r["rating_after"]) for r in stored["ratings"]},
+            received=received,
+            winner=epoch["winner_agent_id"],
+            loser=epoch["loser_agent_id"],
+            names=stored["names"],
         )
-    return out
+    )
 
 
 def remember(notes: Sequence[Mapping[str, Any]], fb: Feedback, *, limit: int = MAX_NOTES) -> list[dict[str, Any]]:

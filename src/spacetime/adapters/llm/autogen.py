@@ -6,11 +6,9 @@ that forwards to our own ``ChatModel`` (shared by every agent on the same endpoi
 the ``Completion`` with its finish reason, token counts and service time.
 
 Per-call settings (``max_tokens``, ``json_schema``, ``temperature``, ``seed``) cannot travel through
-``AssistantAgent.run``; they travel in a ``contextvars.ContextVar`` holding a fresh :class:`CallSettings` per call.
-``AssistantAgent.run`` awaits the model client in the caller's task (and any task it spawned would inherit a copy
-of the context), so concurrent calls by many agents — or on one agent — never see each other's settings or
-results. Calls on one :class:`PersonaAgent` are additionally serialised because the ``AssistantAgent`` keeps one
-model context.
+``AssistantAgent.run``: each agent has its own adapter, calls on one :class:`PersonaAgent` run one at a time (the
+``AssistantAgent`` keeps one model context), so the adapter simply holds the :class:`CallSettings` of the call in
+flight (``AgentModelAdapter.calling``) and returns its ``Completion`` in them. No agent ever sees another's call.
 
 No conversation accumulates: the agent's model context is cleared before and after every call. The book's
 bounded memory lives elsewhere and is rendered into the prompt by the caller.
@@ -21,8 +19,8 @@ from __future__ import annotations
 import asyncio
 import re
 import unicodedata
-from collections.abc import AsyncGenerator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -63,8 +61,6 @@ class CallSettings:
     completion: Completion | None = None
 
 
-_CALL: ContextVar[CallSettings | None] = ContextVar("spacetime_model_call", default=None)
-
 _AUTOGEN_FINISH: dict[FinishReason, Literal["stop", "length", "unknown"]] = {
     FinishReason.STOP: "stop",
     FinishReason.LENGTH: "length",
@@ -101,8 +97,8 @@ class AgentModelAdapter(ChatCompletionClient):
     """AutoGen ``ChatCompletionClient`` forwarding to a Space Time ``ChatModel``.
 
     One adapter per agent (so ``last_completion`` and usage are that agent's); many adapters share one
-    ``ChatModel``. Settings come from the current :class:`CallSettings` (see module docs) or, outside
-    ``PersonaAgent`` calls, from ``defaults``. ``close()`` does not close the shared model.
+    ``ChatModel``. Settings come from the :class:`CallSettings` of the call in flight (``calling``, see module
+    docs) or, outside ``PersonaAgent`` calls, from ``defaults``. ``close()`` does not close the shared model.
     """
 
     component_type = "model"
@@ -111,6 +107,7 @@ class AgentModelAdapter(ChatCompletionClient):
         self._model = model
         self._defaults = defaults or CallSettings(max_tokens=512)
         self.last_completion: Completion | None = None
+        self._call: CallSettings | None = None
         self._total = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self._info = ModelInfo(
             vision=False,
@@ -125,6 +122,18 @@ class AgentModelAdapter(ChatCompletionClient):
     def model(self) -> ChatModel:
         return self._model
 
+    @contextmanager
+    def calling(self, settings: CallSettings) -> Iterator[CallSettings]:
+        """Use ``settings`` for the model calls made inside the block (one call at a time: the caller holds the
+        agent's lock); the ``Completion`` is left in ``settings.completion``."""
+        if self._call is not None:
+            raise RuntimeError("one call at a time per agent adapter")
+        self._call = settings
+        try:
+            yield settings
+        finally:
+            self._call = None
+
     async def create(
         self,
         messages: Sequence[LLMMessage],
@@ -137,7 +146,7 @@ class AgentModelAdapter(ChatCompletionClient):
     ) -> CreateResult:
         if tools:
             raise ValueError("Space Time agents use no tools")
-        call = _CALL.get()
+        call = self._call
         if call is None:
             call = CallSettings(
                 self._defaults.max_tokens,
@@ -287,12 +296,11 @@ class PersonaAgent:
             raise ValueError("max_tokens must be at least 1")
         agent = self.assistant
         async with self._lock:
-            token = _CALL.set(settings)
             try:
-                await agent.model_context.clear()
-                await agent.run(task=prompt)
+                with self._adapter.calling(settings):
+                    await agent.model_context.clear()
+                    await agent.run(task=prompt)
             finally:
-                _CALL.reset(token)
                 await agent.model_context.clear()
         if settings.completion is None:  # pragma: no cover - AssistantAgent always calls the model once
             raise RuntimeError("the AutoGen agent returned without calling its model")

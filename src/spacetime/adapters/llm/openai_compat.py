@@ -23,7 +23,7 @@ import time
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from spacetime.adapters.llm.registry import NO_KEY
@@ -31,6 +31,9 @@ from spacetime.book import StructuredOutput
 from spacetime.domain import Completion, FinishReason
 from spacetime.errors import ConfigError, ModelError
 from spacetime.ports import Message
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 CHARS_PER_TOKEN = 3.0
 """Token estimate over HTTP: one token per 3 UTF-8 bytes. Real tokenizers average ~4 characters per token on
@@ -113,6 +116,17 @@ class _Endpoint:
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
+
+    @classmethod
+    def open(
+        cls, label: str, base_url: str | None, api_key: str | None, concurrency: int, retry: RetryPolicy,
+        timeout_s: float,
+    ) -> tuple[_Endpoint, AsyncOpenAI]:  # fmt: skip
+        """The endpoint's slots and retries, and its ``AsyncOpenAI`` client (no retries of its own: ours run)."""
+        from openai import AsyncOpenAI
+
+        endpoint = cls(f"{label} ({_describe_url(base_url)})", concurrency, retry, api_key)
+        return endpoint, AsyncOpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
 
     def slots(self) -> asyncio.Semaphore:
         """The semaphore of the running loop (asyncio primitives belong to one loop)."""
@@ -206,8 +220,6 @@ class OpenAICompatModel:
         strict_schema: bool = True,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
     ) -> None:
-        from openai import AsyncOpenAI
-
         self.name = name
         self.model = model
         self.base_url = base_url
@@ -215,13 +227,10 @@ class OpenAICompatModel:
         self.structured_output: StructuredOutput = structured_output
         self.strict_schema = strict_schema
         self.max_tokens_param = max_tokens_param
-        self._endpoint = _Endpoint(
-            f"model endpoint {name!r} ({_describe_url(base_url)})",
-            concurrency,
-            RetryPolicy(max_retries, retry_initial_s, retry_max_s),
-            api_key,
-        )
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
+        self._endpoint, self._client = _Endpoint.open(
+            f"model endpoint {name!r}", base_url, api_key, concurrency,
+            RetryPolicy(max_retries, retry_initial_s, retry_max_s), timeout_s,
+        )  # fmt: skip
 
     @property
     def concurrency(self) -> int:
@@ -303,18 +312,13 @@ class OpenAICompatEmbedder:
         batch_size: int = 64,
         name: str | None = None,
     ) -> None:
-        from openai import AsyncOpenAI
-
         self.name = name or model
         self.model = model
         self.batch_size = max(1, batch_size)
-        self._endpoint = _Endpoint(
-            f"embedding endpoint {endpoint!r} ({_describe_url(base_url)})",
-            concurrency,
-            RetryPolicy(max_retries, retry_initial_s, retry_max_s),
-            api_key,
-        )
-        self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or NO_KEY, timeout=timeout_s, max_retries=0)
+        self._endpoint, self._client = _Endpoint.open(
+            f"embedding endpoint {endpoint!r}", base_url, api_key, concurrency,
+            RetryPolicy(max_retries, retry_initial_s, retry_max_s), timeout_s,
+        )  # fmt: skip
 
     @property
     def concurrency(self) -> int:

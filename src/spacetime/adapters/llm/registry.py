@@ -45,7 +45,7 @@ def build_model(spec: EndpointSpec) -> ChatModel:
         from spacetime.adapters.llm.balanced import BalancedModel
 
         return BalancedModel(spec.name, [member(url) for url in spec.base_urls])
-    return member(spec.base_urls[0] if spec.base_urls else spec.base_url)
+    return member(_single_url(spec))
 
 
 def build_embedder(spec: EndpointSpec) -> Embedder:
@@ -76,4 +76,9 @@ def build_embedder(spec: EndpointSpec) -> Embedder:
         from spacetime.adapters.llm.balanced import BalancedEmbedder
 
         return BalancedEmbedder([member(url) for url in spec.base_urls])
-    return member(spec.base_urls[0] if spec.base_urls else spec.base_url)
+    return member(_single_url(spec))
+
+
+def _single_url(spec: EndpointSpec) -> str | None:
+    """The one server of an endpoint without replicas (``None``: api.openai.com)."""
+    return spec.base_urls[0] if spec.base_urls else spec.base_url

@@ -3,21 +3,24 @@
 Every connection of the deck is opened with ``default_transaction_read_only = on`` (libpq ``options``), so any
 write through it fails with ``ReadOnlySqlTransaction``: the deck cannot change a book, whatever its code does.
 Queries aggregate in SQL and pull only what one view shows (one epoch's votes and drafts, chapter titles without
-texts, one page of texts), so a 1,000-epoch book renders quickly. Results are plain dicts and tuples (picklable:
-the deck caches them with ``st.cache_data``).
+texts, one page of texts), so a 1,000-epoch book renders quickly. Results are plain dicts, tuples and small frozen
+dataclasses (picklable: the deck caches them with ``st.cache_data``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
 from spacetime.errors import StoreError
@@ -37,6 +40,34 @@ class Version:
     epochs: int
     agents: int
     alive: int
+
+
+@dataclass(frozen=True, slots=True)
+class Overview:
+    """The book's headline figures."""
+
+    chapters: int
+    alive: int
+    eliminated: int
+    leader: str | None
+    """The best-rated living agent."""
+
+
+@dataclass(frozen=True, slots=True)
+class EpochSummary:
+    """One epoch: who won the chapter, who was eliminated, how long it took."""
+
+    epoch_id: UUID
+    epoch_no: int
+    start_time: datetime
+    end_time: datetime | None
+    winner: str | None
+    loser: str | None
+    chapter_title: str | None
+    chapter_position: int | None
+    active: int
+    """How many agents played it."""
+    forfeits: int
 
 
 def read_only_kwargs(url: str) -> dict[str, Any]:
@@ -69,65 +100,70 @@ def _vector_literal(vector: Sequence[float]) -> str:
 class DeckReader:
     """Read-only access to a Space Time database, shared by the deck's sessions (thread-safe).
 
-    Keeps at most ``max_idle`` idle connections and opens more on demand (one per concurrently running query), so
-    an unreachable database fails at once with the connection's own error instead of a pool timeout; a
-    connection that broke (database restarted) is dropped and the query retried once on a new one."""
+    A ``psycopg_pool.ConnectionPool`` of read-only connections (one kept open, up to ``max_size`` while queries run
+    at once), opened on first use after one direct connection: an unreachable database fails at once with the
+    connection's own error (a pool only tells that it timed out; when it does later, a direct connection says
+    why). Each connection is checked when taken from the pool (a connection that broke, e.g. the database
+    restarted, is replaced), and a query that loses its connection is retried once on a new one."""
 
-    def __init__(self, url: str, *, max_idle: int = 4, timeout_s: int = 5) -> None:
+    def __init__(self, url: str, *, max_size: int = 8, timeout_s: int = 5) -> None:
         self.url = url
-        self.max_idle = max_idle
         self.timeout_s = timeout_s
-        self._idle: list[psycopg.Connection] = []
-        self._lock = threading.Lock()
+        self.pool = ConnectionPool(
+            url,
+            kwargs={**read_only_kwargs(url), "connect_timeout": timeout_s},
+            min_size=1,
+            max_size=max_size,
+            open=False,
+            check=ConnectionPool.check_connection,
+            name="spacetime-deck",
+            timeout=timeout_s,
+        )
+        self._opening = threading.Lock()
+        self._opened = False
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for conn in idle:
-            conn.close()
+        self.pool.close()
 
-    def _take(self) -> psycopg.Connection:
-        with self._lock:
-            while self._idle:
-                conn = self._idle.pop()
-                if not conn.closed:
-                    return conn
-        return connect_read_only(self.url, timeout_s=self.timeout_s)
+    def _open(self) -> None:
+        with self._opening:
+            if not self._opened:
+                connect_read_only(self.url, timeout_s=self.timeout_s).close()
+                self.pool.open(wait=False)
+                self._opened = True
 
-    def _give_back(self, conn: psycopg.Connection) -> None:
-        with self._lock:
-            if not conn.closed and len(self._idle) < self.max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
+    def _connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
+        if not self._opened:
+            self._open()
+        return self.pool.connection()
+
+    def _why_no_connection(self) -> StoreError:
+        """The pool timed out: connect once directly for the reason (raised), else the pool was busy."""
+        connect_read_only(self.url, timeout_s=self.timeout_s).close()
+        return StoreError(
+            f"the deck's {self.pool.max_size} database connections stayed busy for {self.timeout_s} s: try again"
+        )
 
     def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         """All rows of one (read-only) query as dicts."""
         for attempt in (1, 2):
-            conn = self._take()
             try:
-                with conn.cursor(row_factory=dict_row) as cur:
+                with self._connection() as conn, conn.cursor(row_factory=dict_row) as cur:
                     cur.execute(sql, params)
-                    found = cur.fetchall() if cur.description is not None else []
+                    return cur.fetchall() if cur.description is not None else []
+            except PoolTimeout:
+                raise self._why_no_connection() from None
             except psycopg.errors.QueryCanceled:
-                self._give_back(conn)
                 raise StoreError("a deck query ran longer than 15 s and was cancelled (statement_timeout)") from None
             except psycopg.OperationalError as exc:
-                conn.close()
                 if attempt == 1:
-                    continue  # a connection from before a restart: once more on a new one
+                    continue  # the connection broke under the query (the pool drops it): once more on a new one
                 raise connect_error(self.url, exc) from None
             except psycopg.errors.UndefinedTable:
-                self._give_back(conn)
                 raise StoreError(
                     "the database has no Space Time schema yet: run `spacetime db migrate` or start a book with "
                     "`spacetime run`"
                 ) from None
-            except BaseException:
-                self._give_back(conn)
-                raise
-            self._give_back(conn)
-            return found
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ books and the live version
@@ -150,8 +186,8 @@ class DeckReader:
         )[0]
         return Version(row["books"], row["latest"], row["epochs"], row["agents"], row["alive"])
 
-    def overview(self, book_id: UUID) -> dict[str, Any]:
-        return self.rows(
+    def overview(self, book_id: UUID) -> Overview:
+        row = self.rows(
             "SELECT (SELECT count(*) FROM chapters WHERE book_id = %(b)s) AS chapters, "
             "(SELECT count(*) FROM agents WHERE book_id = %(b)s AND status = 'alive') AS alive, "
             "(SELECT count(*) FROM agents WHERE book_id = %(b)s AND status = 'eliminated') AS eliminated, "
@@ -159,9 +195,10 @@ class DeckReader:
             "  ORDER BY rating DESC, name LIMIT 1) AS leader",
             {"b": book_id},
         )[0]
+        return Overview(row["chapters"], row["alive"], row["eliminated"], row["leader"])
 
     # ------------------------------------------------------------------ one epoch
-    def epoch(self, book_id: UUID, epoch_no: int) -> dict[str, Any] | None:
+    def epoch(self, book_id: UUID, epoch_no: int) -> EpochSummary | None:
         found = self.rows(
             "SELECT e.epoch_id, e.epoch_no, e.start_time, e.end_time, w.name AS winner, l.name AS loser, "
             "c.title AS chapter_title, c.position AS chapter_position, cardinality(e.active_agent_ids) AS active, "
@@ -173,7 +210,7 @@ class DeckReader:
             "WHERE e.book_id = %s AND e.epoch_no = %s",
             (book_id, epoch_no),
         )
-        return found[0] if found else None
+        return EpochSummary(**found[0]) if found else None
 
     def votes(self, book_id: UUID, epoch_no: int) -> list[dict[str, Any]]:
         """Every vote of one epoch with the target draft's alias and penalties (aliases revealed: post-collapse)."""

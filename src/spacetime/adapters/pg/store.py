@@ -23,12 +23,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
+from spacetime.adapters.pg.notes import AgentNotes
+from spacetime.adapters.pg.personas import Personas
+from spacetime.adapters.pg.reaper_log import ReaperLog
+from spacetime.adapters.pg.roster import INSERT_PERSONA, Roster, persona_params
 from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, book_from_row
-from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, Persona, PersonaOrigin
+from spacetime.adapters.pg.swaps import Swaps
+from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, Persona
 from spacetime.errors import BookBusy, ConfigError, StoreError
-
-EPOCH_CHANNEL = "spacetime_epoch"
-"""NOTIFY channel: the payload is the committed epoch's id (ids only: payloads are capped and not replayed)."""
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -94,6 +96,13 @@ class Store:
     def __init__(self, pool: AsyncConnectionPool, url: str) -> None:
         self.pool = pool
         self.url = url
+        # one concern each, over this pool: the agents and the archive, their notes, personas (embeddings,
+        # rankings), operator swaps (and the one swap listener), the Reaper's log
+        self.roster = Roster(pool)
+        self.notes = AgentNotes(pool)
+        self.personas = Personas(pool)
+        self.swaps = Swaps(pool, url)
+        self.reaper_log = ReaperLog(pool)
 
     async def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         """All rows of one query as dicts."""
@@ -147,14 +156,7 @@ class Store:
     async def upsert_personas(self, personas: Sequence[Persona], *, book_id: UUID | None = None) -> None:
         """Insert personas that are not stored yet (by name); existing ones are left as they are."""
         async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(
-                "INSERT INTO personas (name, discipline, voice, system_prompt, origin, parents, book_id) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO NOTHING",
-                [
-                    (p.name, p.discipline, p.voice, p.system_prompt, p.origin.value, list(p.parents), book_id)
-                    for p in personas
-                ],
-            )
+            await cur.executemany(INSERT_PERSONA, [persona_params(p, book_id) for p in personas])
 
     async def add_agent(
         self,
@@ -166,23 +168,10 @@ class Store:
         model: str | None = None,
         replaced_agent_id: UUID | None = None,
     ) -> Agent:
-        await self.upsert_personas([persona], book_id=book_id if persona.origin is PersonaOrigin.BRED else None)
-        async with self.pool.connection() as conn:
-            try:
-                row = await (
-                    await conn.execute(
-                        "INSERT INTO agents (book_id, persona_id, name, rating, born_epoch, model, replaced_agent_id) "
-                        "SELECT %s, persona_id, name, %s, %s, %s, %s FROM personas WHERE name = %s "
-                        "RETURNING agent_id",
-                        (book_id, rating, born_epoch, model, replaced_agent_id, persona.name),
-                    )
-                ).fetchone()
-            except psycopg.errors.UniqueViolation:
-                raise ConfigError(
-                    f"{persona.name} has already played in this book: an agent is never revived"
-                ) from None
-        assert row is not None
-        return Agent(row[0], persona, rating, AgentStatus.ALIVE, born_epoch, None, model)
+        """Seat a new living agent of ``persona`` (see ``Roster.insert``, the one agent INSERT)."""
+        agent = Agent(uuid.uuid4(), persona, rating, AgentStatus.ALIVE, born_epoch, None, model)
+        await self.roster.insert(book_id, agent, replaced_agent_id=replaced_agent_id)
+        return agent
 
     async def agents(self, book_id: UUID, *, alive_only: bool = False) -> list[Agent]:
         sql = _AGENT_SELECT + " WHERE a.book_id = %s" + (" AND a.status = 'alive'" if alive_only else "")
@@ -198,7 +187,7 @@ class Store:
         return int(row[0]) if row else 0
 
     async def write_epoch(self, record: EpochRecord, *, cause_of_death: str = "lowest rating") -> UUID:
-        """Commit a whole epoch in ONE transaction and NOTIFY its id. Nothing is written if any part fails."""
+        """Commit a whole epoch in ONE transaction. Nothing is written if any part fails."""
         epoch_id = uuid.uuid4()
         decision = record.decision
         names = await self._names(record.active_agent_ids)
@@ -316,7 +305,6 @@ class Store:
                         record.embedding_model if record.chapter_embedding is not None else None,
                     ),
                 )
-                await cur.execute("SELECT pg_notify(%s, %s)", (EPOCH_CHANNEL, str(epoch_id)))
         except psycopg.errors.UniqueViolation as exc:
             where = exc.diag.constraint_name
             raise StoreError(f"epoch {record.epoch_no} of this book is already recorded ({where})") from None
@@ -368,55 +356,6 @@ class Store:
                 )
             ).fetchall()
         return [Chapter(*r) for r in rows]
-
-    # ---------------------------------------------------------------- status
-    async def book_status(self, book: Book) -> dict[str, Any]:
-        counts = (
-            await self.rows(
-                "SELECT (SELECT count(*) FROM simulation_epochs WHERE book_id = %(b)s) AS epochs, "
-                "(SELECT count(*) FROM chapters WHERE book_id = %(b)s) AS chapters",
-                {"b": book.book_id},
-            )
-        )[0]
-        roster = await self.rows(
-            "SELECT a.agent_id, a.name, p.discipline, a.status, a.rating, a.born_epoch, a.died_epoch, "
-            "a.cause_of_death, a.model, r.name AS replaced, p.origin, p.parents "
-            "FROM agents a JOIN personas p USING (persona_id) "
-            "LEFT JOIN agents r ON r.agent_id = a.replaced_agent_id "
-            "WHERE a.book_id = %s ORDER BY (a.status = 'alive') DESC, a.rating DESC, a.name",
-            (book.book_id,),
-        )
-        assert counts is not None
-        return {
-            "book": book.name,
-            "topic": book.topic,
-            "epochs": counts["epochs"],
-            "chapters": counts["chapters"],
-            "roster": [
-                {
-                    "agent_id": str(r["agent_id"]),
-                    "name": r["name"],
-                    "discipline": r["discipline"],
-                    "status": r["status"],
-                    "rating": round(r["rating"], 2),
-                    "born_epoch": r["born_epoch"],
-                    "died_epoch": r["died_epoch"],
-                    "cause_of_death": r["cause_of_death"],
-                    "model": r["model"],
-                    "replaced": r["replaced"],
-                    "origin": r["origin"],
-                    "parents": list(r["parents"] or ()),
-                }
-                for r in roster
-            ],
-            "lineage": await _lineage(self, book.book_id),
-        }
-
-
-async def _lineage(store: Store, book_id: UUID) -> list[dict[str, Any]]:
-    from spacetime.adapters.pg.reaper_store import lineage  # with the rest of the Reaper's SQL
-
-    return await lineage(store, book_id)
 
 
 async def _configure(conn: psycopg.AsyncConnection) -> None:

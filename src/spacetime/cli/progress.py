@@ -1,53 +1,34 @@
-"""Terminal rendering (rich) for the CLI: status tables and live epoch progress."""
+"""Live progress of ``spacetime run`` in the terminal: one epoch as a live table (one line per event off a TTY),
+or several books at once as one line per event."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
+from spacetime.engine import events as ev
+
+if TYPE_CHECKING:
+    from spacetime.engine.play import BookRun
+
 console = Console()
-
-
-def print_status(reports: list[dict[str, Any]]) -> None:
-    if not reports:
-        console.print("No books yet: `spacetime run` starts one.")
-        return
-    for report in reports:
-        table = Table(
-            title=f"{report['book']} — {report['epochs']} epoch(s), {report['chapters']} chapter(s)",
-            caption=report["topic"],
-        )
-        for column in ("agent", "discipline", "status", "rating", "born", "died", "replaced"):
-            table.add_column(column, justify="right" if column in ("rating", "born", "died") else "left")
-        for agent in report["roster"]:
-            table.add_row(
-                agent["name"],
-                agent["discipline"],
-                agent["status"],
-                f"{agent['rating']:.1f}",
-                str(agent["born_epoch"]),
-                "" if agent["died_epoch"] is None else str(agent["died_epoch"]),
-                agent["replaced"] or "",
-            )
-        console.print(table)
 
 
 class EpochProgress:
     """Live view of one epoch for the terminal (a table on a TTY, one line per event otherwise)."""
 
     def __init__(self, out: Console | None = None) -> None:
-        from spacetime.engine import events as ev
-
-        self.ev = ev
         self.console = out or console
-        self.live: Any = None
+        self.live: Live | None = None
         self.rows: dict[str, dict[str, str]] = {}
         self.title = ""
 
-    def __call__(self, event: Any) -> None:
-        ev = self.ev
+    def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.EpochStarted):
             retry = f" (try {event.attempt})" if event.attempt > 1 else ""
             self.title = f"{event.book} · epoch {event.epoch_no}{retry}"
@@ -99,8 +80,6 @@ class EpochProgress:
 
     def _start(self) -> None:
         if self.console.is_terminal:
-            from rich.live import Live
-
             self.live = Live(self._table(), console=self.console, refresh_per_second=8, transient=False)
             self.live.start()
         else:
@@ -124,17 +103,13 @@ class BooksProgress:
     each prefixed with its book (a live table per book would not fit a terminal)."""
 
     def __init__(self, out: Console | None = None) -> None:
-        from spacetime.engine import events as ev
-
-        self.ev = ev
         self.console = out or console
 
-    def listener(self, book: str) -> Any:
+    def listener(self, book: str) -> Callable[[ev.Event], None]:
         """The event listener of one book."""
         return lambda event: self._event(book, event)
 
-    def _event(self, book: str, event: Any) -> None:
-        ev = self.ev
+    def _event(self, book: str, event: ev.Event) -> None:
         if isinstance(event, ev.EpochCommitted):
             self._line(book, f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; "
                              f"{event.loser} eliminated ({event.wall_s:.1f}s, {event.completion_tokens} tokens)")
@@ -146,15 +121,13 @@ class BooksProgress:
             came = f" replacing {event.replaced}" if event.replaced else ""
             self._line(book, f"{event.name} ({event.origin}) enters{came}")
 
-    def done(self, run: Any) -> None:
-        """Called when a book ends (``run`` is a ``spacetime.engine.play.BookRun``)."""
+    def done(self, run: BookRun) -> None:
+        """Called when a book ends."""
         if run.error is not None:
             self._line(run.name, f"failed after {len(run.outcomes)} epoch(s): {run.error}", style="red")
         else:
             self._line(run.name, f"done: {len(run.outcomes)} epoch(s)")
 
     def _line(self, book: str, text: str, style: str = "") -> None:
-        from rich.markup import escape
-
         body = f"[{style}]{escape(text)}[/]" if style else escape(text)
         self.console.print(f"[bold]{escape(book)}[/] · {body}", highlight=False)

@@ -1,0 +1,240 @@
+"""Read-only reports of the store as typed values: a book's status, its lineage, the persona catalogue, the swap
+list and the Reaper's log. The CLI turns them into its tables and its ``--json`` output; nothing here is shaped
+for a screen.
+
+Ratings are rounded to 2 decimals and stalls to 3, as reported since the first version of ``spacetime status``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, persona_from_row
+from spacetime.domain import Agent, Book, NewcomerSource, Persona, ReplacementKind
+
+if TYPE_CHECKING:
+    from spacetime.adapters.pg.store import Store
+
+
+class SwapStatus(StrEnum):
+    """``swap_requests.status``."""
+
+    PENDING = "pending"
+    APPLIED = "applied"
+    REJECTED = "rejected"
+
+
+class EntryKind(StrEnum):
+    """How an agent entered its book: the ``ReplacementKind`` logged for its entry (``elimination``, ``swap``,
+    ``top-up``), else ``founder`` (seated when the book began) or ``replacement`` (seated with no logged event)."""
+
+    FOUNDER = "founder"
+    REPLACEMENT = "replacement"
+    ELIMINATION = "elimination"
+    SWAP = "swap"
+    TOP_UP = "top-up"
+
+
+class PersonaState(StrEnum):
+    """A persona's state in one book (``None`` where it has none)."""
+
+    ALIVE = "alive"
+    DEAD = "dead"
+    PENDING = "pending"
+    """A pending operator swap will bring it in."""
+    RESERVE = "reserve"
+    """In the book's reserve pool (known from the book's configuration, not from this module's queries)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """One agent of ``spacetime status``."""
+
+    agent: Agent
+    """Its rating rounded to 2 decimals."""
+    cause_of_death: str | None
+    replaced: str | None
+    """The name of the agent it replaced."""
+
+
+@dataclass(frozen=True, slots=True)
+class LineageEntry:
+    """One agent of a book's lineage: whom it replaced, at which epoch, how, and its persona's parents."""
+
+    agent: Agent
+    """Its rating rounded to 2 decimals."""
+    cause_of_death: str | None
+    replaced: str | None
+    """The name of the agent it replaced."""
+    replaced_agent_id: UUID | None
+    via: EntryKind
+    source: str
+    """Where it came from: the logged source (``reserve``, ``bred``, ``bred-fallback``, ``operator``), else its
+    persona's origin."""
+    stall_ms: float | None
+    """How long the book's loop waited for it (rounded to 3 decimals), when logged."""
+
+
+@dataclass(frozen=True, slots=True)
+class BookStatus:
+    book: Book
+    epochs: int
+    chapters: int
+    roster: tuple[RosterEntry, ...]
+    """The living first, then by rating (best first) and name."""
+    lineage: tuple[LineageEntry, ...]
+    """In order of entry: a replaced agent always comes before its replacement."""
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """One persona of ``spacetime personas``."""
+
+    persona: Persona
+    bred_in: str | None
+    """The name of the book it was bred in."""
+    state: PersonaState | None
+    died_epoch: int | None
+    """When it died in the book asked about."""
+
+
+@dataclass(frozen=True, slots=True)
+class SwapEntry:
+    swap_id: UUID
+    status: SwapStatus
+    reason: str | None
+    applied_epoch: int | None
+    requested_at: datetime
+    out_name: str
+    in_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReaperLogEntry:
+    """One row of ``reaper_events`` with the agents' names."""
+
+    epoch_no: int
+    kind: ReplacementKind
+    out_name: str | None
+    in_name: str
+    source: NewcomerSource
+    prepared_s: float | None
+    stall_ms: float | None
+    note: str | None
+
+
+def _agent(row: Mapping[str, Any]) -> Agent:
+    agent = agent_from_row(row)
+    return dataclasses.replace(agent, rating=round(agent.rating, 2))
+
+
+# --------------------------------------------------------------------------- status and lineage
+_ROSTER = f"""
+SELECT a.agent_id, a.name, a.rating, a.status, a.born_epoch, a.died_epoch, a.model, a.cause_of_death,
+       r.name AS replaced, {PERSONA_COLUMNS}
+FROM agents a JOIN personas p USING (persona_id) LEFT JOIN agents r ON r.agent_id = a.replaced_agent_id
+WHERE a.book_id = %s ORDER BY (a.status = 'alive') DESC, a.rating DESC, a.name
+"""
+
+_LINEAGE = f"""
+SELECT a.agent_id, a.name, a.rating, a.status, a.born_epoch, a.died_epoch, a.model, a.cause_of_death,
+       a.replaced_agent_id, r.name AS replaced, {PERSONA_COLUMNS}, e.kind, e.source, e.stall_ms
+FROM agents a JOIN personas p USING (persona_id) LEFT JOIN agents r ON r.agent_id = a.replaced_agent_id
+LEFT JOIN LATERAL (SELECT kind, source, stall_ms FROM reaper_events x WHERE x.in_agent_id = a.agent_id
+                   ORDER BY created_at LIMIT 1) e ON true
+WHERE a.book_id = %s ORDER BY a.born_epoch, a.created_at, a.name
+"""
+
+
+async def book_status(store: Store, book: Book) -> BookStatus:
+    """Epochs, chapters, the roster (living and dead) and the lineage of one book."""
+    counts = (
+        await store.rows(
+            "SELECT (SELECT count(*) FROM simulation_epochs WHERE book_id = %(b)s) AS epochs, "
+            "(SELECT count(*) FROM chapters WHERE book_id = %(b)s) AS chapters",
+            {"b": book.book_id},
+        )
+    )[0]
+    roster = tuple(
+        RosterEntry(_agent(r), r["cause_of_death"], r["replaced"]) for r in await store.rows(_ROSTER, (book.book_id,))
+    )
+    return BookStatus(book, counts["epochs"], counts["chapters"], roster, tuple(await lineage(store, book.book_id)))
+
+
+async def lineage(store: Store, book_id: UUID) -> list[LineageEntry]:
+    """Every agent of the book in order of entry: whom it replaced, at which epoch, how, and its persona's parents."""
+    return [
+        LineageEntry(
+            agent=_agent(r),
+            cause_of_death=r["cause_of_death"],
+            replaced=r["replaced"],
+            replaced_agent_id=r["replaced_agent_id"],
+            via=EntryKind(r["kind"]) if r["kind"] else
+                EntryKind.FOUNDER if r["replaced_agent_id"] is None else EntryKind.REPLACEMENT,
+            source=r["source"] or r["origin"],
+            stall_ms=None if r["stall_ms"] is None else round(r["stall_ms"], 3),
+        )  # fmt: skip
+        for r in await store.rows(_LINEAGE, (book_id,))
+    ]
+
+
+# --------------------------------------------------------------------------- personas
+async def persona_catalog(store: Store, book_id: UUID | None = None) -> list[CatalogEntry]:
+    """Every stored persona with its origin, parents and (with ``book_id``) its state in that book:
+    ``alive``, ``dead``, ``pending`` (a swap will bring it in) or ``None``."""
+    rows = await store.rows(
+        "SELECT p.name, p.discipline, p.voice, p.system_prompt, p.origin, p.parents, b.name AS bred_in, "
+        "a.status AS state, a.died_epoch, EXISTS (SELECT 1 FROM swap_requests s WHERE s.in_persona_id = "
+        "p.persona_id AND s.book_id = %(b)s AND s.status = 'pending') AS pending "
+        "FROM personas p LEFT JOIN books b ON b.book_id = p.book_id "
+        "LEFT JOIN agents a ON a.persona_id = p.persona_id AND a.book_id = %(b)s "
+        "ORDER BY p.created_at, p.name",
+        {"b": book_id},
+    )
+    return [
+        CatalogEntry(
+            persona=persona_from_row(r, name="name"),
+            bred_in=r["bred_in"],
+            state=(PersonaState.ALIVE if r["state"] == "alive" else PersonaState.DEAD if r["state"] else
+                   PersonaState.PENDING if r["pending"] else None),
+            died_epoch=r["died_epoch"],
+        )  # fmt: skip
+        for r in rows
+    ]
+
+
+# --------------------------------------------------------------------------- swaps and the Reaper's log
+async def swaps(store: Store, book_id: UUID) -> list[SwapEntry]:
+    """Every operator swap of the book, oldest first."""
+    rows = await store.rows(
+        "SELECT s.swap_id, s.status, s.reason, s.applied_epoch, s.requested_at, a.name AS out_name, "
+        "p.name AS in_name FROM swap_requests s JOIN agents a ON a.agent_id = s.out_agent_id "
+        "JOIN personas p ON p.persona_id = s.in_persona_id WHERE s.book_id = %s ORDER BY s.requested_at",
+        (book_id,),
+    )
+    return [
+        SwapEntry(r["swap_id"], SwapStatus(r["status"]), r["reason"], r["applied_epoch"], r["requested_at"],
+                  r["out_name"], r["in_name"])  # fmt: skip
+        for r in rows
+    ]
+
+
+async def reaper_events(store: Store, book_id: UUID) -> list[ReaperLogEntry]:
+    """The Reaper's log of the book (one entry per newcomer), in order."""
+    rows = await store.rows(
+        "SELECT r.epoch_no, r.kind, o.name AS out_name, i.name AS in_name, r.source, r.prepared_s, r.stall_ms, "
+        "r.note FROM reaper_events r LEFT JOIN agents o ON o.agent_id = r.out_agent_id "
+        "JOIN agents i ON i.agent_id = r.in_agent_id WHERE r.book_id = %s ORDER BY r.epoch_no, r.created_at",
+        (book_id,),
+    )
+    return [
+        ReaperLogEntry(r["epoch_no"], ReplacementKind(r["kind"]), r["out_name"], r["in_name"],
+                       NewcomerSource(r["source"]), r["prepared_s"], r["stall_ms"], r["note"])  # fmt: skip
+        for r in rows
+    ]

@@ -1,0 +1,161 @@
+"""The reports of ``spacetime.adapters.pg.reports`` as the terminal shows them (rich tables and trees) and as
+``--json`` prints them (plain values; the keys are part of the CLI's interface)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from uuid import UUID
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from spacetime.adapters.pg.reports import (
+    BookStatus,
+    CatalogEntry,
+    EntryKind,
+    LineageEntry,
+    PersonaState,
+    RosterEntry,
+)
+from spacetime.domain import Agent, AgentStatus, PersonaOrigin
+
+console = Console()
+
+JsonObject = dict[str, object]
+
+
+# --------------------------------------------------------------------------- status
+def print_status(reports: Sequence[BookStatus]) -> None:
+    if not reports:
+        console.print("No books yet: `spacetime run` starts one.")
+        return
+    for report in reports:
+        table = Table(
+            title=f"{report.book.name} — {report.epochs} epoch(s), {report.chapters} chapter(s)",
+            caption=report.book.topic,
+        )
+        for column in ("agent", "discipline", "status", "rating", "born", "died", "replaced"):
+            table.add_column(column, justify="right" if column in ("rating", "born", "died") else "left")
+        for entry in report.roster:
+            agent = entry.agent
+            table.add_row(
+                agent.name,
+                agent.persona.discipline,
+                agent.status.value,
+                f"{agent.rating:.1f}",
+                str(agent.born_epoch),
+                "" if agent.died_epoch is None else str(agent.died_epoch),
+                entry.replaced or "",
+            )
+        console.print(table)
+
+
+def _agent_json(agent: Agent, cause_of_death: str | None) -> JsonObject:
+    """The keys every agent row of the ``--json`` outputs starts with, in this order."""
+    return {
+        "agent_id": str(agent.agent_id),
+        "name": agent.name,
+        "discipline": agent.persona.discipline,
+        "status": agent.status.value,
+        "rating": agent.rating,
+        "born_epoch": agent.born_epoch,
+        "died_epoch": agent.died_epoch,
+        "cause_of_death": cause_of_death,
+    }
+
+
+def roster_json(entry: RosterEntry) -> JsonObject:
+    agent = entry.agent
+    return {
+        **_agent_json(agent, entry.cause_of_death),
+        "model": agent.model,
+        "replaced": entry.replaced,
+        "origin": agent.persona.origin.value,
+        "parents": list(agent.persona.parents),
+    }
+
+
+def status_json(report: BookStatus) -> JsonObject:
+    """One book of ``spacetime status --json``."""
+    return {
+        "book": report.book.name,
+        "topic": report.book.topic,
+        "epochs": report.epochs,
+        "chapters": report.chapters,
+        "roster": [roster_json(e) for e in report.roster],
+        "lineage": [lineage_json(e) for e in report.lineage],
+    }
+
+
+# --------------------------------------------------------------------------- lineage
+def lineage_json(entry: LineageEntry) -> JsonObject:
+    agent = entry.agent
+    return {
+        **_agent_json(agent, entry.cause_of_death),
+        "replaced": entry.replaced,
+        "replaced_agent_id": None if entry.replaced_agent_id is None else str(entry.replaced_agent_id),
+        "via": entry.via.value,
+        "source": entry.source,
+        "origin": agent.persona.origin.value,
+        "parents": list(agent.persona.parents),
+        "stall_ms": entry.stall_ms,
+    }
+
+
+def _lineage_label(entry: LineageEntry) -> str:
+    agent = entry.agent
+    head = f"[bold]{escape(agent.name)}[/] ({escape(agent.persona.discipline)})"
+    if agent.persona.origin is PersonaOrigin.BRED:
+        head += f" · bred from {escape(' × '.join(agent.persona.parents))}"
+        head += " (fallback)" if entry.source == "bred-fallback" else ""
+    elif entry.via is EntryKind.SWAP:
+        head += " · swapped in by the operator"
+    elif entry.via is not EntryKind.FOUNDER:
+        head += f" · from the {entry.source if entry.source != 'builtin' else 'reserve'}"
+    life = f"enters after epoch {agent.born_epoch}" if agent.born_epoch else "founder"
+    if agent.status is AgentStatus.ALIVE:
+        life += f" · [green]alive[/] · {agent.rating:.1f}"
+    else:
+        cause = escape(entry.cause_of_death or "eliminated")
+        life += f" · [red]dies at epoch {agent.died_epoch}[/] ({cause}) · {agent.rating:.1f}"
+    return f"{head} — {life}"
+
+
+def print_lineage(entries: Sequence[LineageEntry], book: str) -> None:
+    tree = Tree(f"[bold]{escape(book)}[/] — lineage")
+    nodes: dict[UUID | None, Tree] = {}
+    for entry in entries:  # in order of entry: a replaced agent is always listed before its replacement
+        parent = nodes.get(entry.replaced_agent_id, tree)
+        nodes[entry.agent.agent_id] = parent.add(_lineage_label(entry))
+    Console().print(tree)
+
+
+# --------------------------------------------------------------------------- personas
+def persona_json(entry: CatalogEntry) -> JsonObject:
+    persona = entry.persona
+    return {
+        "name": persona.name,
+        "discipline": persona.discipline,
+        "voice": persona.voice,
+        "origin": persona.origin.value,
+        "parents": list(persona.parents),
+        "bred_in": entry.bred_in,
+        "state": None if entry.state is None else entry.state.value,
+        "died_epoch": entry.died_epoch,
+    }
+
+
+def print_personas(entries: Sequence[CatalogEntry], book: str | None) -> None:
+    table = Table(title="personas" + (f" — book {book!r}" if book else ""))
+    for column in ("name", "discipline", "origin", "parents", *(("in book",) if book else ())):
+        table.add_column(column)
+    for e in entries:
+        state = "" if e.state is None else e.state.value
+        if e.state is PersonaState.DEAD and e.died_epoch is not None:
+            state = f"dead (epoch {e.died_epoch})"
+        parents = " × ".join(e.persona.parents) + (f" (in {e.bred_in})" if e.bred_in else "")
+        table.add_row(e.persona.name, e.persona.discipline, e.persona.origin.value, parents,
+                      *((state,) if book else ()))  # fmt: skip
+    Console().print(table)

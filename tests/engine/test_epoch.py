@@ -1,0 +1,167 @@
+"""One epoch without PostgreSQL: ``run_epoch`` (pure of storage) and the Director on an in-memory repository,
+with a scripted model and the hashing embedder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+
+from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
+from spacetime.book import BookConfig, load_book
+from spacetime.engine.director import Director
+from spacetime.engine.epoch import epoch_rng, run_epoch
+from spacetime.engine.models import ModelPool
+from spacetime.errors import ConfigError
+from spacetime.rules.canon import DraftContext, split_title
+from spacetime.rules.rating import elo_update
+from spacetime.rules.scoring import rated_totals
+from tests.engine.memory_repo import MemoryRepository
+
+
+def _responder(seed: int) -> tuple[ScriptedModel, random.Random]:
+    """Drafts that never name their author (so a name in a ballot prompt could only come from the engine); valid
+    ballots with random scores."""
+    rng = random.Random(seed)
+
+    def respond(call: ScriptedCall) -> str:
+        if call.json_schema is not None:
+            return json.dumps({a: {"insight_score": rng.randint(1, 10), "rationale": f"{a} is clear."}
+                               for a in call.json_schema["properties"]})  # fmt: skip
+        return "On time and its measure\n" + " ".join(f"idea{rng.randint(1, 500)}" for _ in range(30))
+
+    return ScriptedModel(replies=respond, name="embedded"), rng
+
+
+def _config(seed: int = 1) -> BookConfig:
+    return dataclasses.replace(load_book(None), seed=seed, max_tokens=64)
+
+
+@asynccontextmanager
+async def _director(repo: MemoryRepository, model: ScriptedModel, config: BookConfig) -> AsyncIterator[Director]:
+    book = await repo.create_book("book", config.topic, config.outline, config.to_json())
+    await repo.upsert_personas(config.roster + config.reserve)
+    pool = ModelPool(config, prebuilt={"embedded": model}, prebuilt_embedder=HashEmbedder(dim=16))
+    async with Director(store=repo, book=book, config=config, models=pool, retry_waits_s=(0.0,)) as director:
+        yield director
+
+
+async def test_one_epoch_is_played_by_the_rules_and_writes_nothing() -> None:
+    repo = MemoryRepository()
+    model, _ = _responder(11)
+    config = _config()
+    async with _director(repo, model, config) as director:
+        seats = list(director.seats.values())
+        record = await run_epoch(
+            seats, book=director.book, config=config, epoch_no=1,
+            context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
+            rng=epoch_rng(config.seed, 1, 1), embedder=director.models.embedder(), started=100.0,
+            clock=lambda: 160.0, emit=director.emit,
+        )  # fmt: skip
+    assert repo.epochs == {} and await repo.chapters(director.book.book_id) == []  # nothing written
+
+    living = {a.agent_id: a for a in await repo.agents(director.book.book_id, alive_only=True)}
+    assert len(living) == len(config.roster) == 5
+    # one draft per living agent; each is masked by its own alias
+    assert sorted(map(str, (d.agent_id for d in record.drafts))) == sorted(map(str, living))
+    assert set(record.active_agent_ids) == set(living) and set(record.aliases) == set(living)
+    assert len(set(record.aliases.values())) == 5
+    # every voter scores every draft but its own
+    assert len(record.ballots) == 5
+    for ballot in record.ballots:
+        assert {v.target_id for v in ballot.votes} == set(living) - {ballot.voter_id}
+    # the ballot prompts show aliases, never who wrote what: no name or discipline of any agent outside the
+    # voter's own persona paragraph, and never the voter's own alias
+    calls = [c for c in model.calls if c.json_schema is not None]
+    assert len(calls) == 5
+    for call in calls:
+        (voter,) = [a for a in living.values() if a.persona.system_prompt in call.prompt]
+        aliases = set(call.json_schema["properties"])  # type: ignore[index]
+        assert aliases == {record.aliases[a] for a in living if a != voter.agent_id}
+        shown = call.prompt.replace(voter.persona.system_prompt, "").lower()
+        assert all(alias.lower() in shown for alias in aliases)
+        for agent in living.values():
+            assert agent.name.lower() not in shown and agent.persona.discipline.lower() not in shown
+    # the chapter is the winning draft: the best total among the drafts
+    scores = {s.agent_id: s for s in record.scores}
+    winner = next(d for d in record.drafts if d.agent_id == record.decision.winner_id)
+    assert scores[winner.agent_id].total == max(s.total for s in scores.values())
+    assert (record.chapter_title, record.chapter_text) == split_title(winner.text, 1)
+    assert record.chapter_embedding == record.draft_embeddings[winner.agent_id] and len(record.draft_embeddings) == 5
+    assert record.embedding_model == "hash-bow-16"
+    # Elo from the scores, and the loser is the lowest-rated agent after them (the winner spared)
+    before = {r.agent_id: r.before for r in record.ratings}
+    after = {r.agent_id: r.after for r in record.ratings}
+    assert before == {a: agent.rating for a, agent in living.items()}
+    assert after == elo_update(before, rated_totals(scores))
+    assert after[record.decision.loser_id] == min(r for a, r in after.items() if a != winner.agent_id)
+    assert record.decision.loser_id != winner.agent_id
+    assert (record.start_time, record.end_time) == (100.0, 160.0)
+
+
+async def test_the_director_writes_one_epoch_and_one_chapter() -> None:
+    repo = MemoryRepository()
+    model, _ = _responder(12)
+    async with _director(repo, model, _config()) as director:
+        assert director.reaper is None  # the Reaper needs PostgreSQL: here the loser just leaves the table
+        [outcome] = await director.play(1)
+        seated = {s.agent.agent_id for s in director.seats.values()}
+    book_id = director.book.book_id
+    [(epoch_id, record)] = repo.epochs.items()
+    assert outcome.epoch_id == epoch_id and outcome.epoch_no == record.epoch_no == 1
+    assert (outcome.drafts, outcome.votes, outcome.forfeits) == (5, 20, 0)
+    [chapter] = await repo.chapters(book_id)
+    assert (chapter.position, chapter.title, chapter.text) == (1, record.chapter_title, record.chapter_text)
+    assert chapter.agent_name == outcome.winner
+    names = {a.agent_id: a.name for a in await repo.agents(book_id)}
+    assert names[record.decision.loser_id] == outcome.loser
+    alive = {a.agent_id: a for a in await repo.agents(book_id, alive_only=True)}
+    assert set(alive) == set(record.active_agent_ids) - {record.decision.loser_id} == seated
+    assert {a: agent.rating for a, agent in alive.items()} == {
+        r.agent_id: r.after for r in record.ratings if r.agent_id in alive
+    }
+    assert len(model.calls) == 2 * 5  # N drafts + N ballots
+
+
+async def test_epochs_follow_each_other_on_the_canon() -> None:
+    repo = MemoryRepository()
+    model, _ = _responder(13)
+    async with _director(repo, model, _config(seed=2)) as director:
+        outcomes = await director.play(2)
+    book_id = director.book.book_id
+    first, second = repo.epochs.values()
+    assert [o.epoch_no for o in outcomes] == [first.epoch_no, second.epoch_no] == [1, 2]
+    assert set(second.active_agent_ids) == set(first.active_agent_ids) - {first.decision.loser_id}
+    assert [c.position for c in await repo.chapters(book_id)] == [1, 2]
+    # epoch 2's draft prompts carry chapter 1 (the whole canon fits the budget)
+    drafts_2 = [c for c in model.calls[-8:] if c.json_schema is None]
+    assert len(drafts_2) == 4 and all(first.chapter_text in c.prompt for c in drafts_2)
+    assert len(await repo.agents(book_id, alive_only=True)) == 3
+
+
+async def test_a_director_that_fails_to_start_releases_its_table() -> None:
+    class FailingReaper:
+        stopped = False
+
+        async def start(self) -> None:
+            raise ConfigError("the reaper could not start")
+
+        async def stop(self) -> None:
+            self.stopped = True
+
+    repo = MemoryRepository()
+    model, _ = _responder(14)
+    config = _config()
+    book = await repo.create_book("book", config.topic, config.outline, config.to_json())
+    reaper = FailingReaper()
+    director = Director(store=repo, book=book, config=config, models=ModelPool(config, prebuilt={"embedded": model}),
+                        reaper=reaper)  # type: ignore[arg-type]  # fmt: skip
+    with pytest.raises(ConfigError, match="could not start"):
+        async with director:
+            pytest.fail("the Director did not start")
+    assert reaper.stopped and director.seats == {}
+    assert len(await repo.agents(book.book_id, alive_only=True)) == 5  # the roster was seated, then released
