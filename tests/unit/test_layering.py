@@ -189,3 +189,21 @@ def test_adapters_do_not_import_each_other_across_backends() -> None:
     )  # fmt: skip
     assert crossing == []
 
+
+DRIVERS_ONLY_UNDER = {
+    "psycopg": "spacetime.adapters.pg", "psycopg_pool": "spacetime.adapters.pg", "pgvector": "spacetime.adapters.pg",
+    "openai": "spacetime.adapters.llm", "llama_cpp": "spacetime.adapters.llm",
+}  # fmt: skip
+"""A driver and the one adapter package allowed to import it: one way to reach the database, one to reach a model."""
+
+
+def test_drivers_stay_in_their_adapter_package() -> None:
+    outside = sorted(
+        f"{importer} → {name}"
+        for importer, names in _graph().items()
+        for name in names
+        for driver, home in DRIVERS_ONLY_UNDER.items()
+        if _under(name, driver) and not _under(importer, home)
+    )  # fmt: skip
+    assert outside == []
+

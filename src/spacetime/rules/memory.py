@@ -111,8 +111,9 @@ def note_for(fb: Feedback) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Epoch:
-    """What the feedback of one epoch is made of, read from an ``EpochRecord`` or from a stored epoch."""
+class EpochFacts:
+    """What the feedback of one epoch is made of: from an ``EpochRecord`` (:func:`facts_from_record`) or from a
+    stored epoch (``spacetime.adapters.pg.notes.AgentNotes.stored_epoch``)."""
 
     epoch_no: int
     active: Iterable[UUID]
@@ -134,7 +135,8 @@ class _Epoch:
     """Every name to mask in a rationale."""
 
 
-def _feedback(epoch: _Epoch) -> dict[UUID, Feedback]:
+def feedback(epoch: EpochFacts) -> dict[UUID, Feedback]:
+    """Feedback for every agent that took part in the epoch (drafted or forfeited)."""
     ranked = sorted(epoch.totals, key=lambda a: (-epoch.totals[a], str(a)))
     rank = {agent_id: i + 1 for i, agent_id in enumerate(ranked)}
     all_aliases = list(epoch.aliases.values())
@@ -164,49 +166,27 @@ def _feedback(epoch: _Epoch) -> dict[UUID, Feedback]:
 
 def feedback_from_record(record: EpochRecord, names: Mapping[UUID, str]) -> dict[UUID, Feedback]:
     """Feedback for every agent that took part in ``record`` (drafted or forfeited). ``names``: agent id → name."""
+    return feedback(facts_from_record(record, names))
+
+
+def facts_from_record(record: EpochRecord, names: Mapping[UUID, str]) -> EpochFacts:
+    """The facts of an epoch just played (``names``: agent id → name, masked in rationales)."""
     received: dict[UUID, list[tuple[int, str]]] = {}
     for ballot in record.ballots:
         for vote in ballot.votes:
             received.setdefault(vote.target_id, []).append((vote.insight_score, vote.rationale))
-    return _feedback(
-        _Epoch(
-            epoch_no=record.epoch_no,
-            active=record.active_agent_ids,
-            drafts={d.agent_id: (d.text, d.truncated) for d in record.drafts},
-            aliases=record.aliases,
-            totals={s.agent_id: s.total for s in record.scores},
-            means={s.agent_id: s.mean_insight for s in record.scores if s.votes},
-            ratings={r.agent_id: (r.before, r.after) for r in record.ratings},
-            received=received,
-            winner=record.decision.winner_id,
-            loser=record.decision.loser_id,
-            names=names.values(),
-        )
-    )
-
-
-def feedback_from_stored(stored: Mapping[str, Any]) -> dict[UUID, Feedback]:
-    """The same feedback as :func:`feedback_from_record`, from a stored epoch
-    (``spacetime.adapters.pg.notes.AgentNotes.stored_epoch``)."""
-    epoch = stored["epoch"]
-    drafts = {d["agent_id"]: d for d in stored["drafts"]}
-    received: dict[UUID, list[tuple[int, str]]] = {}
-    for v in stored["votes"]:
-        received.setdefault(v["target_agent_id"], []).append((v["insight_score"], v["rationale"] or ""))
-    return _feedback(
-        _Epoch(
-            epoch_no=int(epoch["epoch_no"]),
-            active=epoch["active_agent_ids"] or (),
-            drafts={a: (d["text"], d["truncated"]) for a, d in drafts.items()},
-            aliases={a: d["alias"] for a, d in drafts.items()},
-            totals={a: d["score"] if d["score"] is not None else 0.0 for a, d in drafts.items()},
-            means={a: d["mean_insight"] for a, d in drafts.items() if d["votes_received"]},
-            ratings={r["agent_id"]: (r["rating_before"], r["rating_after"]) for r in stored["ratings"]},
-            received=received,
-            winner=epoch["winner_agent_id"],
-            loser=epoch["loser_agent_id"],
-            names=stored["names"],
-        )
+    return EpochFacts(
+        epoch_no=record.epoch_no,
+        active=record.active_agent_ids,
+        drafts={d.agent_id: (d.text, d.truncated) for d in record.drafts},
+        aliases=record.aliases,
+        totals={s.agent_id: s.total for s in record.scores},
+        means={s.agent_id: s.mean_insight for s in record.scores if s.votes},
+        ratings={r.agent_id: (r.before, r.after) for r in record.ratings},
+        received=received,
+        winner=record.decision.winner_id,
+        loser=record.decision.loser_id,
+        names=tuple(names.values()),
     )
 
 

@@ -29,13 +29,13 @@ import subprocess
 import sys
 import tempfile
 import threading
-import weakref
 from dataclasses import dataclass
 from enum import StrEnum
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from spacetime.adapters.llm.loops import PerLoop
 from spacetime.errors import ConfigError, ModelError, ModelHostCrashed
 
 log = logging.getLogger("spacetime.adapters.llm.host")
@@ -156,10 +156,7 @@ class ModelHost:
         self._log_path: str | None = None
         self._down: ModelHostCrashed | None = None
         self._lock = threading.Lock()
-        self._guard = threading.Lock()
-        self._loop_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._loop_locks = PerLoop(asyncio.Lock)
 
     # ------------------------------------------------------------------ calls
     async def run(self, op: Op, *args: Any) -> tuple[Any, float]:
@@ -186,12 +183,7 @@ class ModelHost:
                 raise ModelError(str(reply[2]))
 
     def _queue(self) -> asyncio.Lock:
-        loop = asyncio.get_running_loop()
-        with self._guard:
-            lock = self._loop_locks.get(loop)
-            if lock is None:
-                lock = self._loop_locks[loop] = asyncio.Lock()
-            return lock
+        return self._loop_locks.get()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:

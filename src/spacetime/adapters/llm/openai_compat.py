@@ -20,12 +20,12 @@ import asyncio
 import math
 import re
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
+from spacetime.adapters.llm.loops import PerLoop
 from spacetime.adapters.llm.registry import NO_KEY
 from spacetime.book import StructuredOutput
 from spacetime.domain import Completion, FinishReason
@@ -113,9 +113,7 @@ class _Endpoint:
         self.concurrency = concurrency
         self.retry = retry
         self._secret = secret if secret and secret != NO_KEY else None
-        self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._slots = PerLoop(lambda: asyncio.Semaphore(concurrency))
 
     @classmethod
     def open(
@@ -130,11 +128,7 @@ class _Endpoint:
 
     def slots(self) -> asyncio.Semaphore:
         """The semaphore of the running loop (asyncio primitives belong to one loop)."""
-        loop = asyncio.get_running_loop()
-        slots = self._slots.get(loop)
-        if slots is None:
-            slots = self._slots[loop] = asyncio.Semaphore(self.concurrency)
-        return slots
+        return self._slots.get()
 
     async def call(self, attempt: Callable[[], Awaitable[_T]]) -> tuple[_T, float]:
         """Run ``attempt`` in a slot, retrying transient failures; return its result and the service time of the

@@ -9,6 +9,7 @@ from typing import Any
 from uuid import UUID
 
 from spacetime.adapters.pg.repository import Repository
+from spacetime.rules.memory import EpochFacts
 
 
 class AgentNotes(Repository):
@@ -25,10 +26,9 @@ class AgentNotes(Repository):
         async with self.pool.connection() as conn, conn.cursor() as cur:
             await cur.executemany("UPDATE agents SET memory = %s::jsonb WHERE agent_id = %s", items)
 
-    async def stored_epoch(self, book_id: UUID, epoch_no: int) -> dict[str, Any] | None:
-        """What ``spacetime.rules.memory.feedback_from_stored`` needs to rebuild the agents' notes of a stored
-        epoch: ``{"epoch": row, "drafts": [...], "ratings": [...], "votes": [...], "names": [...]}`` (``None``: no
-        such epoch); ``names`` are every agent name of the book (masked in rationales)."""
+    async def stored_epoch(self, book_id: UUID, epoch_no: int) -> EpochFacts | None:
+        """The facts of a stored epoch that rebuild its agents' notes (``None``: no such epoch); every agent name of
+        the book is masked in the rationales."""
         epochs = await self.rows(
             "SELECT epoch_id, epoch_no, active_agent_ids, winner_agent_id, loser_agent_id FROM simulation_epochs "
             "WHERE book_id = %s AND epoch_no = %s",
@@ -38,13 +38,26 @@ class AgentNotes(Repository):
             return None
         epoch = epochs[0]
         eid = epoch["epoch_id"]
-        return {
-            "epoch": epoch,
-            "drafts": await self.rows("SELECT agent_id, alias, text, truncated, mean_insight, score, votes_received "
-                                      "FROM drafts WHERE epoch_id = %s", (eid,)),
-            "ratings": await self.rows("SELECT agent_id, rating_before, rating_after FROM ratings WHERE epoch_id = %s",
-                                       (eid,)),
-            "votes": await self.rows("SELECT target_agent_id, insight_score, rationale FROM peer_votes "
-                                     "WHERE epoch_id = %s", (eid,)),
-            "names": [r["name"] for r in await self.rows("SELECT name FROM agents WHERE book_id = %s", (book_id,))],
-        }  # fmt: skip
+        drafts = {d["agent_id"]: d for d in await self.rows(
+            "SELECT agent_id, alias, text, truncated, mean_insight, score, votes_received FROM drafts "
+            "WHERE epoch_id = %s", (eid,))}  # fmt: skip
+        ratings = await self.rows("SELECT agent_id, rating_before, rating_after FROM ratings WHERE epoch_id = %s",
+                                  (eid,))  # fmt: skip
+        received: dict[UUID, list[tuple[int, str]]] = {}
+        for v in await self.rows("SELECT target_agent_id, insight_score, rationale FROM peer_votes "
+                                 "WHERE epoch_id = %s", (eid,)):  # fmt: skip
+            received.setdefault(v["target_agent_id"], []).append((v["insight_score"], v["rationale"] or ""))
+        names = await self.rows("SELECT name FROM agents WHERE book_id = %s", (book_id,))
+        return EpochFacts(
+            epoch_no=int(epoch["epoch_no"]),
+            active=tuple(epoch["active_agent_ids"] or ()),
+            drafts={a: (d["text"], d["truncated"]) for a, d in drafts.items()},
+            aliases={a: d["alias"] for a, d in drafts.items()},
+            totals={a: d["score"] if d["score"] is not None else 0.0 for a, d in drafts.items()},
+            means={a: d["mean_insight"] for a, d in drafts.items() if d["votes_received"]},
+            ratings={r["agent_id"]: (r["rating_before"], r["rating_after"]) for r in ratings},
+            received=received,
+            winner=epoch["winner_agent_id"],
+            loser=epoch["loser_agent_id"],
+            names=tuple(r["name"] for r in names),
+        )

@@ -33,10 +33,10 @@ class LivingNotes:
         oldest = min(mem.last_epoch(self._notes[a]) for a in stale) + 1
         changed: set[UUID] = set()
         for epoch_no in range(max(oldest, epochs - mem.MAX_NOTES + 1, 1), epochs + 1):
-            stored = await repo.stored_epoch(book_id, epoch_no)
-            if stored is None:
+            facts = await repo.stored_epoch(book_id, epoch_no)
+            if facts is None:
                 continue
-            for agent_id, fb in mem.feedback_from_stored(stored).items():
+            for agent_id, fb in mem.feedback(facts).items():
                 if agent_id in stale and mem.last_epoch(self._notes[agent_id]) < epoch_no:
                     self._notes[agent_id] = mem.remember(self._notes[agent_id], fb)
                     changed.add(agent_id)
