@@ -7,6 +7,7 @@ chapter; an *alias* the mask a draft wears during judgment; a *ballot* one agent
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -14,6 +15,10 @@ from uuid import UUID
 
 NAME_MAX = 50
 """Agent and alias names are stored in the spec's ``VARCHAR(50)`` columns."""
+INITIAL_RATING = 1500.0
+"""Rating (openskill μ on the Elo-like scale, see rules/rating.py) and Elo column of a founding agent."""
+INITIAL_SIGMA = 250.0
+"""Rating uncertainty (openskill σ, same scale) of an agent about whom nothing is known yet."""
 
 
 class PersonaOrigin(StrEnum):
@@ -78,12 +83,17 @@ class Agent:
     agent_id: UUID
     persona: Persona
     rating: float
+    """Plackett–Luce skill μ (openskill, on the 1500 scale): the lowest living rating is eliminated."""
     status: AgentStatus = AgentStatus.ALIVE
     born_epoch: int = 0
     """Epoch number before which the agent entered (0 = founding roster)."""
     died_epoch: int | None = None
     model: str | None = None
     """Name of the model endpoint this agent uses; ``None`` means the book's default."""
+    sigma: float = INITIAL_SIGMA
+    """Uncertainty of ``rating`` (openskill σ, same scale)."""
+    elo: float = INITIAL_RATING
+    """The spec's Elo column, from the same within-ballot pairwise results (shown, never decides)."""
 
     @property
     def name(self) -> str:
@@ -110,6 +120,8 @@ class Draft:
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
+    flags: tuple[str, ...] = ()
+    """Screening findings (text addressed to the reviewers, see rules/screening.py); a flagged draft never wins."""
 
     @property
     def truncated(self) -> bool:
@@ -144,6 +156,8 @@ class Vote:
     """Points subtracted from this vote's score for the target draft (truncation + lateness), see scoring."""
     excerpted: bool = False
     """The voter reviewed an equal-length excerpt of the draft, not all of it (context window budget)."""
+    position: int = 0
+    """1-based position of the target draft in the voter's review order (0 = unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,11 +174,20 @@ class Ballot:
 class DraftScore:
     agent_id: UUID
     mean_insight: float
-    """Mean insight score received (0 if no votes)."""
+    """Mean raw insight score received from the counted ballots (0 if none), for the record."""
     truncation_penalty: float
+    """5.0 for a truncated draft, already subtracted from each vote before ranking (never again from ``total``)."""
     lateness_penalty: float
+    """Fixed straggler penalty (beyond the dead band), subtracted from ``total`` only; see rules/scoring.py."""
     total: float
+    """``insight − lateness_penalty``: what picks the chapter."""
     votes: int
+    """Counted votes (from ballots that ranked at least two drafts)."""
+    insight: float = 0.0
+    """Normalised insight: 1 + 9 × mean within-ballot rank share (1–10 scale; 0 with no counted vote)."""
+    ci_low: float = 0.0
+    """95 % bootstrap-by-ballot interval of ``insight``."""
+    ci_high: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +195,10 @@ class RatingChange:
     agent_id: UUID
     before: float
     after: float
+    sigma_before: float = INITIAL_SIGMA
+    sigma_after: float = INITIAL_SIGMA
+    elo_before: float = INITIAL_RATING
+    elo_after: float = INITIAL_RATING
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +233,10 @@ class EpochRecord:
     start_time: float | None = None
     """Unix time the epoch started (the engine's clock)."""
     end_time: float | None = None
+    verdict_confidence: float | None = None
+    """Share of bootstrap-by-ballot replicates in which the chosen winner stays the winner (0–1)."""
+    audit: Mapping[str, object] | None = None
+    """The epoch's judging audit as JSON (``spacetime.rules.audit.JudgingHealth``, see docs/rules.md)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,7 @@
         ├── ModelError          a model call failed after its retries
         ├── ModelHostCrashed    the embedded model's host process died
         ├── EpochShort          too few drafts for an epoch (internal: the Director retries, then a ModelError)
+        ├── EpochUnjudged       no ballot of an epoch yielded a counted vote (internal: retried like EpochShort)
         └── StoreError          the database could not be reached, migrated or written
             ├── BookBusy        another process plays the book (exit 2: the user picks another book or waits)
             └── PersonaTaken    a persona name is already used (internal: the Reaper picks or breeds another)
@@ -70,6 +71,16 @@ class EpochShort(RunError):
 
     def __init__(self, drafts: int) -> None:
         super().__init__(f"{drafts} drafts")
+        self.drafts = drafts
+
+
+class EpochUnjudged(RunError):
+    """Raised by an epoch whose ballots yielded no counted vote (every judge abstained or scored fewer than two
+    drafts): nothing can be decided, so the Director waits and plays the epoch again, as for ``EpochShort``, and
+    raises a ``ModelError`` when its retries are spent. Never reaches the CLI."""
+
+    def __init__(self, drafts: int) -> None:
+        super().__init__(f"no counted vote on {drafts} drafts")
         self.drafts = drafts
 
 

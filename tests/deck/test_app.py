@@ -86,7 +86,8 @@ def test_first_render_of_a_200_epoch_book_is_fast(deck_app: MakeApp, deck_db: De
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Epochs"] == str(BIG_EPOCHS) and metrics["Chapters"] == str(BIG_EPOCHS)
     assert metrics["Living agents"] == "6" and metrics["Eliminated"] == str(BIG_EPOCHS)
-    assert [t.label for t in at.tabs] == ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage"]
+    assert [t.label for t in at.tabs] == ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage",
+                                         "Judging health"]
 
 
 def test_voting_matrix_shows_the_scores_aliases_penalties_and_rationales(deck_app: MakeApp, deck_db: DeckDB) -> None:
@@ -269,6 +270,17 @@ def test_lineage_places_replacements_on_seats_and_shows_bred_parents(deck_app: M
     assert "which replaced" in texts(at)
     table = at.dataframe[0].value
     assert len(table) == BIG_EPOCHS + 6 and (table["replaced"].notna().sum() == BIG_EPOCHS)
+
+
+def test_judging_health_shows_the_audit_of_the_stored_votes(deck_app: MakeApp, deck_db: DeckDB) -> None:
+    at = open_section(run(deck_app(deck_db.url)), "Judging health")
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"Agreement (Krippendorff's α)", "First-shown draft wins", "Last verdict confidence"} <= set(metrics)
+    stored = rows(deck_db.url, "SELECT count(*) FROM peer_votes v JOIN simulation_epochs e USING (epoch_id) "
+                  "JOIN books b USING (book_id) WHERE b.name = %s", (deck_db.big,))[0][0]
+    assert stored > 0 and "No votes yet" not in texts(at)
+    alpha = metrics["Agreement (Krippendorff's α)"]
+    assert alpha == "—" or -1.0 <= float(alpha) <= 1.0
 
 
 def test_book_selector_switches_books(deck_app: MakeApp, deck_db: DeckDB) -> None:

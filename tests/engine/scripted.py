@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
+import re
 from collections.abc import Callable
 
 from spacetime.adapters.llm.fake import ScriptedCall, ScriptedModel
+
+
+def author_tag(name: str) -> str:
+    """A token each scripted draft carries, unique to its author, that identity masking leaves alone (digits and
+    hex, no name word): fake judges use it to find a favourite's draft although the names are masked."""
+    return "sig" + "".join(str(int(c, 16) % 10) for c in hashlib.sha1(name.encode()).hexdigest()[:12])
+
+
+_PERSONA = re.compile(r"You are the (.+?), writing from (.+?)\.")
 
 
 def tournament_responder(
@@ -24,9 +35,11 @@ def tournament_responder(
                 return ballot(call, aliases)
             return json.dumps({a: {"insight_score": rng.randint(1, 10), "rationale": f"{a} is clear."}
                                for a in aliases})
-        who = call.prompt.split("You are the ", 1)[-1].split(",", 1)[0]
+        found = _PERSONA.search(call.prompt)
+        who, field = (found.group(1), found.group(2)) if found else ("Author", "Letters")
         words = " ".join(f"idea{rng.randint(1, 500)}" for _ in range(draft_words))
-        return f"On {who} and time\n{who} writes: {words}"
+        # drafts name their author as real ones do; the judges must never see it (rules/masking.py)
+        return f"On {who} and time\nAs the {who}, writing from {field}, {who.lower()}s say: {words} {author_tag(who)}"
 
     return respond
 

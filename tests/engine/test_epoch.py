@@ -15,11 +15,11 @@ from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedMode
 from spacetime.book import BookConfig, load_book
 from spacetime.engine.director import Director
 from spacetime.engine.epoch import epoch_rng, run_epoch
+from spacetime.engine.events import EpochRetry
 from spacetime.engine.models import ModelPool
-from spacetime.errors import ConfigError
+from spacetime.errors import ConfigError, ModelError
 from spacetime.rules.canon import DraftContext, split_title
-from spacetime.rules.rating import elo_update
-from spacetime.rules.scoring import rated_totals
+from spacetime.rules.selection import judge
 from tests.engine.memory_repo import MemoryRepository
 
 
@@ -86,18 +86,25 @@ async def test_one_epoch_is_played_by_the_rules_and_writes_nothing() -> None:
         assert all(alias.lower() in shown for alias in aliases)
         for agent in living.values():
             assert agent.name.lower() not in shown and agent.persona.discipline.lower() not in shown
-    # the chapter is the winning draft: the best total among the drafts
+    # the chapter is the winning draft: the best total among the judged drafts
     scores = {s.agent_id: s for s in record.scores}
     winner = next(d for d in record.drafts if d.agent_id == record.decision.winner_id)
-    assert scores[winner.agent_id].total == max(s.total for s in scores.values())
+    assert scores[winner.agent_id].total == max(s.total for s in scores.values() if s.votes > 0)
+    assert all(1.0 <= s.ci_low <= s.insight <= s.ci_high <= 10.0 for s in scores.values())
+    assert record.verdict_confidence is not None and 0.0 <= record.verdict_confidence <= 1.0
     assert (record.chapter_title, record.chapter_text) == split_title(winner.text, 1)
     assert record.chapter_embedding == record.draft_embeddings[winner.agent_id] and len(record.draft_embeddings) == 5
     assert record.embedding_model == "hash-bow-16"
-    # Elo from the scores, and the loser is the lowest-rated agent after them (the winner spared)
+    # ratings are the rules' verdict on these ballots, and the loser is the lowest-rated agent after them (the
+    # winner spared)
     before = {r.agent_id: r.before for r in record.ratings}
     after = {r.agent_id: r.after for r in record.ratings}
     assert before == {a: agent.rating for a, agent in living.items()}
-    assert after == elo_update(before, rated_totals(scores))
+    votes = [v for b in record.ballots for v in b.votes]
+    verdict = judge(list(record.drafts), votes, [living[a] for a in record.active_agent_ids], random.Random(0))
+    assert record.ratings == verdict.ratings and {s.agent_id: s.total for s in record.scores} == {
+        a: s.total for a, s in verdict.scores.items()
+    }
     assert after[record.decision.loser_id] == min(r for a, r in after.items() if a != winner.agent_id)
     assert record.decision.loser_id != winner.agent_id
     assert (record.start_time, record.end_time) == (100.0, 160.0)
@@ -165,3 +172,21 @@ async def test_a_director_that_fails_to_start_releases_its_table() -> None:
             pytest.fail("the Director did not start")
     assert reaper.stopped and director.seats == {}
     assert len(await repo.agents(book.book_id, alive_only=True)) == 5  # the roster was seated, then released
+
+
+async def test_an_epoch_without_a_counted_vote_is_retried_then_stops_with_one_line() -> None:
+    rng = random.Random(15)
+
+    def respond(call: ScriptedCall) -> str:
+        if call.json_schema is not None:
+            return "I decline to judge."  # no usable ballot, even after the re-ask: every voter abstains
+        return "On time and its measure\n" + " ".join(f"idea{rng.randint(1, 500)}" for _ in range(30))
+
+    repo = MemoryRepository()
+    retries: list[object] = []
+    async with _director(repo, ScriptedModel(replies=respond, name="embedded"), _config()) as director:
+        director.emit = retries.append
+        with pytest.raises(ModelError, match="no judge produced a counted vote after 2 tries"):
+            await director.play(1)
+    assert repo.epochs == {} and await repo.chapters(director.book.book_id) == []  # nothing decided, nothing written
+    assert [e for e in retries if isinstance(e, EpochRetry)] == [EpochRetry(1, 5, 0.0)]

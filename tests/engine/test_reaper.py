@@ -36,7 +36,7 @@ from spacetime.personas import builtin_personas
 from spacetime.ports import Embedder
 from spacetime.rules.breeding import BREED_TRIES
 from spacetime.rules.memory import MAX_NOTES
-from tests.engine.scripted import tournament_responder
+from tests.engine.scripted import author_tag, tournament_responder
 
 BRED = [
     ("Astrobiologist", "Astrobiology", "Looks for life between the stars with patient, careful wonder."),
@@ -94,9 +94,9 @@ def responder(
             for alias in aliases:
                 text = texts.get(alias, "")
                 score = rng.randint(2, 8)
-                if favourite is not None and f"{favourite} writes:" in text:
+                if favourite is not None and author_tag(favourite) in text:
                     score = 10
-                if hated is not None and f"{hated} writes:" in text:
+                if hated is not None and author_tag(hated) in text:
                     score = 1
                 votes[alias] = {"insight_score": score, "rationale": f"{alias} is clear, says the Physicist."}
             return json.dumps(votes)

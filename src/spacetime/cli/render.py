@@ -15,11 +15,13 @@ from spacetime.adapters.pg.reports import (
     BookStatus,
     CatalogEntry,
     EntryKind,
+    Judging,
     LineageEntry,
     PersonaState,
     RosterEntry,
 )
 from spacetime.domain import Agent, AgentStatus, PersonaOrigin
+from spacetime.rules.audit import to_json as audit_json
 
 console = Console()
 
@@ -86,6 +88,19 @@ def status_json(report: BookStatus) -> JsonObject:
         "chapters": report.chapters,
         "roster": [roster_json(e) for e in report.roster],
         "lineage": [lineage_json(e) for e in report.lineage],
+        "judging": None if report.judging is None else judging_json(report.judging),
+    }
+
+
+def judging_json(judging: Judging) -> JsonObject:
+    """How a book has been judged: the audit, its warnings in plain words, the flagged drafts."""
+    health = audit_json(judging.health)
+    return {
+        "healthy": judging.health.healthy,
+        "warnings": [w.text for w in judging.health.warnings],
+        "last_verdict_confidence": judging.last_verdict_confidence,
+        "flagged_drafts": [{"epoch": f.epoch_no, "author": f.author, "flags": list(f.flags)} for f in judging.flagged],
+        "audit": health,
     }
 
 

@@ -17,10 +17,12 @@ import streamlit as st
 
 from spacetime.adapters.pg.deck import DeckReader, Version
 from spacetime.deck import data, figures
+from spacetime.domain import Book
 from spacetime.errors import SpacetimeError
+from spacetime.rules.audit import to_json
 
 POLL_EVERY = "2s"
-SECTIONS = ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage"]
+SECTIONS = ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage", "Judging health"]
 CHAPTERS_PER_PAGE = 5
 PLOT_CONFIG = {"displaylogo": False, "scrollZoom": False}
 
@@ -355,6 +357,45 @@ def _ancestry(name: str, everyone: list[dict[str, Any]], depth: int = 10) -> str
     return "\n".join(lines)
 
 
+def section_judging(v: View) -> None:
+    """The judging audit of the whole book: what would make its verdicts untrustworthy, said plainly."""
+    st.subheader("Judging health")
+    b = v.book
+    judging = data.judging(v.url, Book(b["book_id"], b["name"], b["topic"], None, b["config"]), v.key)
+    health = judging.health
+    if health.agreement.chance_level:
+        st.error("The judges agree no better than chance: this book's verdicts are a lottery, whatever the ratings "
+                 "say. Use a stronger judge model.")  # fmt: skip
+    if not health.votes:
+        st.info("No votes yet: the audit appears after the first epoch.")
+        return
+    if health.warnings:
+        for warning in health.warnings:
+            st.warning(warning.text)
+    else:
+        st.success(f"No judging problem found in {health.ballots} ballots over {health.epochs} epoch(s).")
+    cols = st.columns(3)
+    alpha = health.agreement.alpha
+    cols[0].metric("Agreement (Krippendorff's α)", "—" if alpha is None else f"{alpha:.2f}",
+                   help="1 = judges agree fully, 0 = no better than chance.")  # fmt: skip
+    first, chance = health.position.first_win_share, health.position.chance_share
+    cols[1].metric("First-shown draft wins", "—" if first is None else f"{first:.0%}",
+                   help=None if chance is None else f"By chance: {chance:.0%} of ballots.")  # fmt: skip
+    conf = judging.last_verdict_confidence
+    cols[2].metric("Last verdict confidence", "—" if conf is None else f"{conf:.0%}",
+                   help="Share of ballot bootstraps in which the last winner stays the winner.")  # fmt: skip
+    if judging.flagged:
+        st.markdown("**Drafts that addressed the reviewers** (neutralised before review, never eligible to win)")
+        st.dataframe([{"epoch": f.epoch_no, "author": f.author, "flags": ", ".join(f.flags)}
+                      for f in judging.flagged], hide_index=True)  # fmt: skip
+    if health.blocs:
+        st.markdown("**Voters who favour each other's drafts**")
+        st.dataframe([to_json(p) for p in health.blocs], hide_index=True)
+    if health.judges:
+        st.markdown("**Judges' offsets** (mean score minus the others' on the same drafts)")
+        st.dataframe([to_json(j) for j in health.judges], hide_index=True)
+
+
 RENDER = {
     "Voting matrix": section_votes,
     "Chopping block": section_chopping,
@@ -362,6 +403,7 @@ RENDER = {
     "Epoch": section_epoch,
     "The book": section_book,
     "Lineage": section_lineage,
+    "Judging health": section_judging,
 }
 
 

@@ -20,8 +20,10 @@ import streamlit as st
 
 from spacetime.adapters.llm.registry import build_embedder
 from spacetime.adapters.pg.deck import DeckReader, EpochSummary, Overview, Version
+from spacetime.adapters.pg.reports import Judging
 from spacetime.book import EndpointSpec
 from spacetime.deck import ENV_URL
+from spacetime.domain import Book
 
 VersionKey = tuple[int, ...]
 
@@ -100,6 +102,11 @@ def recent_deaths(url: str, book_id: UUID, version: VersionKey) -> list[dict[str
 @st.cache_data(ttl=120, max_entries=8, show_spinner=False)
 def agents(url: str, book_id: UUID, version: VersionKey) -> list[dict[str, Any]]:
     return reader(url).agents(book_id)
+
+
+@st.cache_data(ttl=120, max_entries=8, show_spinner=False)
+def judging(url: str, book: Book, version: VersionKey) -> Judging:
+    return reader(url).judging(book)
 
 
 @st.cache_data(ttl=120, max_entries=8, show_spinner=False)

@@ -16,13 +16,13 @@ from uuid import UUID
 
 from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig
-from spacetime.domain import Agent, Book
+from spacetime.domain import Agent, Book, RatingChange
 from spacetime.engine.epoch import MIN_DRAFTS, epoch_rng, run_epoch
 from spacetime.engine.events import EpochCommitted, EpochRetry, EpochStarted, Listener, ignore
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
 from spacetime.engine.seats import Seat
-from spacetime.errors import EpochShort, ModelError
+from spacetime.errors import EpochShort, EpochUnjudged, ModelError
 from spacetime.ports import BookRepository
 from spacetime.prompts import render
 from spacetime.rules.canon import DraftContext, Passage, fit_retrieved, plan_context
@@ -119,7 +119,12 @@ class Director:
         while True:
             try:
                 return await self.play_epoch(attempt)
-            except EpochShort as short:
+            except (EpochShort, EpochUnjudged) as short:
+                if not waits and isinstance(short, EpochUnjudged):
+                    raise ModelError(
+                        f"no judge produced a counted vote after {attempt} tries; the book is intact: check the "
+                        "judge model's ballots and run again to resume"
+                    ) from None
                 if not waits:
                     raise ModelError(
                         f"epoch could not gather {MIN_DRAFTS} drafts after {attempt} tries ({short}); the book is "
@@ -150,9 +155,8 @@ class Director:
             rng=rng, embedder=self.models.embedder(), started=started, clock=self.clock, emit=self.emit,
         )  # fmt: skip
         epoch_id = await self.store.write_epoch(record)
-        after = {r.agent_id: r.after for r in record.ratings}
-        self.seats = {agent_id: _with_rating(seat, after.get(agent_id, seat.agent.rating))
-                      for agent_id, seat in self.seats.items()}  # fmt: skip
+        after = {r.agent_id: r for r in record.ratings}
+        self.seats = {agent_id: _with_rating(seat, after.get(agent_id)) for agent_id, seat in self.seats.items()}
         wall = time.perf_counter() - t0
         decision = record.decision
         names = {s.agent.agent_id: s.name for s in seats}
@@ -193,5 +197,9 @@ class Director:
         return fit_retrieved(previous, similar, budget, model.count_tokens, model.truncate_to_tokens)
 
 
-def _with_rating(seat: Seat, rating: float) -> Seat:
-    return replace(seat, agent=replace(seat.agent, rating=rating))
+def _with_rating(seat: Seat, change: RatingChange | None) -> Seat:
+    """``seat`` with its agent's rating, σ and Elo after the epoch (unchanged without a ``change``)."""
+    if change is None:
+        return seat
+    agent = replace(seat.agent, rating=change.after, sigma=change.sigma_after, elo=change.elo_after)
+    return replace(seat, agent=agent)

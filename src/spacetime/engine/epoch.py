@@ -1,4 +1,4 @@
-"""One epoch, pure of storage: burst → judgment (embeddings alongside) → scoring → Elo → collapse → ``EpochRecord``.
+"""One epoch, pure of storage: burst → judgment (embeddings alongside) → scoring → ratings → collapse → ``EpochRecord``.
 
 The Director reads what an epoch needs from the book's repository (its number, the canon for the draft prompt) and
 the agents' memories from the Reaper, calls :func:`run_epoch`, and writes the record it returns in one transaction.
@@ -8,24 +8,28 @@ Nothing here touches storage: the seats (models), the embedder, the clock and th
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
 from spacetime.book import BookConfig
-from spacetime.domain import Book, Draft, EpochRecord, RatingChange
+from spacetime.domain import Book, Draft, EpochRecord
 from spacetime.engine.burst import burst
 from spacetime.engine.events import Listener
 from spacetime.engine.judgment import judgment
 from spacetime.engine.seats import Seat
-from spacetime.errors import EpochShort
+from spacetime.errors import EpochShort, EpochUnjudged
 from spacetime.ports import Embedder
 from spacetime.prompts import render
 from spacetime.rules.anonymize import assign_aliases, review_orders
-from spacetime.rules.canon import DraftContext, split_title
-from spacetime.rules.rating import elo_update
-from spacetime.rules.scoring import draft_penalties, rated_totals, score_drafts
-from spacetime.rules.selection import collapse
+from spacetime.rules.audit import audit_epoch, audit_votes
+from spacetime.rules.audit import to_json as audit_json
+from spacetime.rules.ballot import judge_copy, neutralise
+from spacetime.rules.canon import DraftContext, Passage, split_title
+from spacetime.rules.masking import mask_identities
+from spacetime.rules.scoring import adjusted_ballots, draft_penalties
+from spacetime.rules.selection import judge
 
 MIN_DRAFTS = 3
 """Below this many drafts an epoch is not played: it is retried later (a blind vote needs two other drafts)."""
@@ -39,18 +43,33 @@ def epoch_rng(seed: int | None, epoch_no: int, attempt: int) -> random.Random:
 def draft_prompt(
     seat: Seat, *, book: Book, config: BookConfig, context: DraftContext, epoch_no: int, memory: Sequence[str]
 ) -> str:
-    """The burst prompt of one agent: the canon (``context``), then its persona and its own notes."""
+    """The burst prompt of one agent: the canon (``context``), then its persona and its own notes.
+
+    The canon and the notes are quoted as data between fixed frames; their text is ``neutralise``-d so no ``<<``
+    or ``>>`` inside them can close a frame."""
+
+    def quoted(p: Passage) -> Passage:
+        return dataclasses.replace(p, title=neutralise(p.title), text=neutralise(p.text))
+
     return render(
         "draft.j2",
         topic=book.topic,
         outline=book.outline,
-        passages=context.passages,
-        previous=context.previous,
+        passages=[quoted(p) for p in context.passages],
+        previous=quoted(context.previous) if context.previous is not None else None,
         chapter_no=epoch_no,
         persona_prompt=seat.agent.persona.system_prompt,
-        memory=memory,
+        memory=[neutralise(note) for note in memory],
         max_words=max(20, int(config.max_tokens * 0.6)),
     )
+
+
+def identities(seats: Sequence[Seat], config: BookConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(names, disciplines) of every persona a judge must not learn of: the living seats, the roster, the reserve."""
+    personas = [*(s.agent.persona for s in seats), *config.roster, *config.reserve]
+    names = tuple(dict.fromkeys(p.name for p in personas))
+    disciplines = tuple(dict.fromkeys(p.discipline for p in personas))
+    return names, disciplines
 
 
 async def embed_drafts(embedder: Embedder | None, drafts: Sequence[Draft]) -> dict[UUID, list[float]]:
@@ -77,7 +96,9 @@ async def run_epoch(
 ) -> EpochRecord:
     """Play epoch ``epoch_no`` with ``seats`` and return everything it decided (nothing is written).
 
-    Raises ``EpochShort`` when fewer than ``MIN_DRAFTS`` drafts came back (the caller waits and plays again).
+    Raises ``EpochShort`` when fewer than ``MIN_DRAFTS`` drafts came back, ``EpochUnjudged`` when no ballot yielded a
+    counted vote (either way the caller waits and plays again). The verdict (scores, ratings, collapse) is
+    ``rules.selection.judge``; a draft with screening ``flags`` never wins unless every judged draft has some.
     """
     seed = config.seed
     epoch_seed = None if seed is None else rng.randrange(1 << 30)
@@ -90,34 +111,40 @@ async def run_epoch(
     if len(drafts) < MIN_DRAFTS:
         raise EpochShort(len(drafts))
 
-    forbidden = [w for s in seats for w in (s.agent.persona.name, s.agent.persona.discipline)]
-    aliases = assign_aliases([d.agent_id for d in drafts], rng, forbidden=forbidden)
+    # blind review: judges read a screened, masked copy; the drafts (stored, canonised) keep their own text
+    names, disciplines = identities(seats, config)
+    copies = {d.agent_id: judge_copy(d.text, names, disciplines) for d in drafts}
+    drafts = [dataclasses.replace(d, flags=copies[d.agent_id].flags) for d in drafts]
+    aliases = assign_aliases([d.agent_id for d in drafts], rng, forbidden=[*names, *disciplines])
     orders = review_orders([s.agent.agent_id for s in seats], aliases, rng)
     penalties = draft_penalties(drafts)
-    marker = f"{rng.getrandbits(48):012x}"
+    spotlight_rng = random.Random(rng.getrandbits(48))
     ballots, embeddings = await asyncio.gather(
         judgment(
             seats, drafts, aliases, orders, {a: p.truncation + p.lateness for a, p in penalties.items()},
-            topic=book.topic, chapter_no=epoch_no, marker=marker, seed=epoch_seed, emit=emit,
+            topic=book.topic, chapter_no=epoch_no, rng=spotlight_rng, seed=epoch_seed, emit=emit,
+            judge_texts={a: c.text for a, c in copies.items()},
+            mask=lambda text: mask_identities(text, names, disciplines),
         ),  # fmt: skip
         embed_drafts(embedder, drafts),
     )
     votes = [v for b in ballots for v in b.votes]
-    scores = score_drafts(drafts, votes, {a: (p.truncation, p.lateness) for a, p in penalties.items()})
-    before = {s.agent.agent_id: s.agent.rating for s in seats}
-    after = elo_update(before, rated_totals(scores))
-    decision = collapse(scores, after, [s.agent.agent_id for s in seats], rng)
+    if not adjusted_ballots(drafts, votes, {a: (p.truncation, p.lateness) for a, p in penalties.items()}):
+        raise EpochUnjudged(len(drafts))
+    flagged = {d.agent_id for d in drafts if d.flags}
+    verdict = judge(drafts, votes, [s.agent for s in seats], rng, flagged=flagged, penalties=penalties)
+    decision = verdict.decision
     winner = next(d for d in drafts if d.agent_id == decision.winner_id)
     title, body = split_title(winner.text, epoch_no)
-    return EpochRecord(
+    record = EpochRecord(
         book_id=book.book_id,
         epoch_no=epoch_no,
         active_agent_ids=tuple(s.agent.agent_id for s in seats),
         drafts=tuple(drafts),
         aliases=aliases,
         ballots=tuple(ballots),
-        scores=tuple(scores.values()),
-        ratings=tuple(RatingChange(a, before[a], after.get(a, before[a])) for a in before),
+        scores=tuple(verdict.scores.values()),
+        ratings=verdict.ratings,
         decision=decision,
         chapter_title=title,
         chapter_text=body,
@@ -127,4 +154,10 @@ async def run_epoch(
         embedding_model=embedder.name if embeddings and embedder is not None else None,
         start_time=started,
         end_time=clock(),
+        verdict_confidence=verdict.confidence,
     )
+    # the judging audit of this epoch (its own generator: the verdict's draws are done)
+    health = audit_epoch(audit_votes(record), rng=random.Random(rng.getrandbits(64)),
+                         names={s.agent.agent_id: s.name for s in seats})  # fmt: skip
+    audit = audit_json(health)
+    return dataclasses.replace(record, audit=audit if isinstance(audit, dict) else None)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+import random
+from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
 from spacetime.domain import Ballot, BallotStatus, Draft, ReviewItem, Vote
@@ -16,22 +17,25 @@ from spacetime.rules.ballot import (
     SPOTLIGHT_RULE,
     ballot_schema,
     decide_ballot,
-    neutralise,
     parse_ballot,
+    spotlight,
     to_votes,
 )
 from spacetime.rules.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap
 
+_SKELETON_MARKER = "0" * 12
+"""Stands in for a spotlight marker when measuring the prompt (every marker has 12 hex digits)."""
 
-def ballot_prompt(
-    *, topic: str, chapter_no: int, marker: str, persona_prompt: str, items: Sequence[ReviewItem]
-) -> str:
-    """The ballot prompt. Text shared by every voter comes first (prefix caching), the voter's own part after."""
+
+def ballot_prompt(*, topic: str, chapter_no: int, persona_prompt: str, items: Sequence[ReviewItem]) -> str:
+    """The ballot prompt. Text shared by every voter comes first (prefix caching), the voter's own part after.
+
+    Each item's ``text`` is already spotlighted (wrapped in its own ``<<DRAFT-id>>``/``<<END-id>>`` lines, see
+    ``review_items``)."""
     return render(
         "ballot.j2",
         topic=topic,
         chapter_no=chapter_no,
-        marker=marker,
         spotlight_rule=SPOTLIGHT_RULE,
         persona_prompt=persona_prompt,
         excerpted=any(i.excerpted for i in items),
@@ -44,11 +48,15 @@ def review_items(
     order: Sequence[str],
     texts: Mapping[str, str],
     cap: int | None,
+    rng: random.Random,
 ) -> list[ReviewItem]:
+    """The drafts one voter reviews, in its order: each (judge-facing) text cut to the fair cap, then spotlighted
+    with a fresh random marker drawn from ``rng``."""
     items = []
     for alias in order:
         text, cut = excerpt(texts[alias], cap, count_tokens=model.count_tokens, truncate=model.truncate_to_tokens)
-        items.append(ReviewItem(alias=alias, text=neutralise(text), excerpted=cut))
+        wrapped, _ = spotlight(text, rng)
+        items.append(ReviewItem(alias=alias, text=wrapped, excerpted=cut))
     return items
 
 
@@ -59,24 +67,25 @@ def excerpt_cap(
     *,
     topic: str,
     chapter_no: int,
-    marker: str,
     persona_prompt: str,
     aliases: Mapping[UUID, str],
     n_items: int,
+    texts: Mapping[UUID, str] | None = None,
 ) -> int | None:
     """The fair per-draft cap for ballots judged by ``model`` (None = every draft fits whole).
 
-    ``n_items`` is the most drafts any voter reviews (N−1, or N for a voter whose own draft forfeited).
+    ``n_items`` is the most drafts any voter reviews (N−1, or N for a voter whose own draft forfeited); ``texts``
+    the judge-facing copies (author id → text; default: the drafts' own texts).
     """
     n = max(n_items, 1)
-    skeleton = [ReviewItem(alias=aliases[d.agent_id], text="", excerpted=True) for d in drafts][:n]
+    empty = f"<<DRAFT-{_SKELETON_MARKER}>>\n\n<<END-{_SKELETON_MARKER}>>"
+    skeleton = [ReviewItem(alias=aliases[d.agent_id], text=empty, excerpted=True) for d in drafts][:n]
     fixed = model.count_tokens(
-        ballot_prompt(topic=topic, chapter_no=chapter_no, marker=marker, persona_prompt=persona_prompt,
-                      items=skeleton)  # fmt: skip
+        ballot_prompt(topic=topic, chapter_no=chapter_no, persona_prompt=persona_prompt, items=skeleton)
     ) + 64  # chat template, system message and the excerpt markers' slack
     reply = ballot_reply_tokens(n)
     available = drafts_budget(model.context_window, fixed, reply)
-    lengths = {d.agent_id: model.count_tokens(d.text) for d in drafts}
+    lengths = {d.agent_id: model.count_tokens(texts[d.agent_id] if texts else d.text) for d in drafts}
     return fair_cap(lengths, voters, available)
 
 
@@ -89,29 +98,43 @@ async def judgment(
     *,
     topic: str,
     chapter_no: int,
-    marker: str,
+    rng: random.Random,
     seed: int | None,
     emit: Listener,
+    judge_texts: Mapping[UUID, str] | None = None,
+    mask: Callable[[str], str] | None = None,
 ) -> list[Ballot]:
-    """One ballot call per voter, all at once; malformed → repaired, else re-asked once, else an abstention."""
+    """One ballot call per voter, all at once; malformed → repaired, else re-asked once, else an abstention.
+
+    ``judge_texts`` (author id → text) are what the judges read instead of the drafts' own texts: screened and
+    masked (``rules.ballot.judge_copy``); ``mask`` masks the topic the same way. Every draft of every ballot is
+    spotlighted with its own marker from ``rng`` (drawn here, voter by voter, before any call: replayable). The
+    voter's own persona prompt is shown as is: it names the judge, never an author of the drafts it sees.
+    """
     alias_to_author = {alias: author for author, alias in aliases.items()}
-    texts = {aliases[d.agent_id]: d.text for d in drafts}
+    shown = {d.agent_id: (judge_texts[d.agent_id] if judge_texts is not None else d.text) for d in drafts}
+    texts = {aliases[a]: text for a, text in shown.items()}
+    topic = mask(topic) if mask is not None else topic
     voters = [s.agent.agent_id for s in seats]
     caps: dict[int, int | None] = {}
     for seat in seats:  # one fair cap per judge model (models differ in window and tokenizer)
         key = id(seat.model)
         if key not in caps:
             caps[key] = excerpt_cap(
-                seat.model, drafts, voters, topic=topic, chapter_no=chapter_no, marker=marker,
+                seat.model, drafts, voters, topic=topic, chapter_no=chapter_no,
                 persona_prompt=seat.agent.persona.system_prompt, aliases=aliases,
-                n_items=max(len(o) for o in orders.values()),
+                n_items=max(len(o) for o in orders.values()), texts=shown,
             )  # fmt: skip
+    items_of = {
+        seat.agent.agent_id: review_items(seat.model, orders[seat.agent.agent_id], texts, caps[id(seat.model)], rng)
+        for seat in seats
+    }
 
     async def one(seat: Seat, index: int) -> Ballot:
         voter = seat.agent.agent_id
         order = orders[voter]
-        items = review_items(seat.model, order, texts, caps[id(seat.model)])
-        prompt = ballot_prompt(topic=topic, chapter_no=chapter_no, marker=marker,
+        items = items_of[voter]
+        prompt = ballot_prompt(topic=topic, chapter_no=chapter_no,
                                persona_prompt=seat.agent.persona.system_prompt, items=items)  # fmt: skip
         schema = ballot_schema(order)
         reply_tokens = ballot_reply_tokens(len(order))
@@ -135,7 +158,8 @@ async def judgment(
         votes: tuple[Vote, ...] = ()
         if decision.chosen is not None:
             excerpted = {item.alias: item.excerpted for item in items}
-            votes = to_votes(voter, decision.chosen, alias_to_author, penalties, excerpted)
+            positions = {alias: i + 1 for i, alias in enumerate(order)}
+            votes = to_votes(voter, decision.chosen, alias_to_author, penalties, excerpted, positions)
         emit(BallotDone(seat.name, decision.status.value, len(votes)))
         return Ballot(voter, decision.status, votes, "\n---\n".join(raws), decision.problems)
 

@@ -13,7 +13,6 @@ the same note.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from uuid import UUID
 from spacetime.domain import EpochRecord
 from spacetime.rules.anonymize import ALIAS_PATTERN
 from spacetime.rules.canon import split_title
+from spacetime.rules.masking import mask_identities
 
 MAX_NOTES = 4
 """Notes an agent keeps (the oldest is forgotten first)."""
@@ -58,23 +58,18 @@ class Feedback:
     eliminated: bool = False
 
 
-def anonymize(text: str, own_alias: str | None, aliases: Iterable[str], names: Iterable[str]) -> str:
+def anonymize(
+    text: str, own_alias: str | None, aliases: Iterable[str], names: Iterable[str], disciplines: Iterable[str] = ()
+) -> str:
     """Mask who is who in a rationale: the agent's own alias → "your draft", other aliases → "another draft",
-    persona names (which could reveal a voter) → "an author"."""
+    persona names and disciplines (which could reveal a voter) → "an author" / "a field", with the inflection rule
+    of the ballots (``masking.mask_identities``: ``the Physicist``, ``physicists``, ``physics`` all go)."""
     out = text
     for alias in sorted(set(aliases), key=len, reverse=True):
         out = out.replace(alias, "your draft" if alias == own_alias else "another draft")
     out = _ALIAS.sub("another draft", out)
-    for name in sorted({n for n in names if n}, key=len, reverse=True):
-        if name.isascii() and out.isascii() and name.lower() not in out.lower():
-            continue  # cannot match (fast path: an epoch anonymizes N·(N−1) rationales against N names)
-        out = _name_pattern(name).sub("an author", out)
+    out = mask_identities(out, names, disciplines, author="an author", field="a field", absorb_article=True)
     return _SPACES.sub(" ", out).strip()
-
-
-@functools.lru_cache(maxsize=4096)
-def _name_pattern(name: str) -> re.Pattern[str]:
-    return re.compile(rf"\b(?:the\s+)?{re.escape(name)}\b", flags=re.IGNORECASE)
 
 
 def _clip(text: str, limit: int) -> str:

@@ -1,34 +1,51 @@
-"""Scoring: from votes and penalties to each draft's epoch score.
+"""Scoring: from ballots to each draft's *normalised insight*, penalties and epoch total (docs/rules.md § 4).
 
-A draft's *total* is the mean insight score it received minus its penalties:
+Every ballot is read on its own scale, so that no judge's leniency or harshness carries over to the verdict:
 
-* truncation: ``TRUNCATION_PENALTY`` (5.0) when the draft hit the token cap (the spec's mandatory −5 for
-  "lack of brevity");
-* lateness: ``min(1, max(0, (latency − median) / median)) · lateness_weight`` where ``median`` is the median service
-  time of this epoch's drafts; a draft twice as slow as the median or slower takes the full weight. Lateness is 0
-  for every draft when the median is 0.
+1. **Adjust** each vote once, on the 1–10 scale the votes use: ``adjusted = insight − TRUNCATION_PENALTY`` (5) when
+   the target draft hit the token cap (the spec's mandatory −5 for "lack of brevity"), else ``insight``.
+2. **Rank within the ballot**: the adjusted scores of one ballot are ranked (mid-ranks for ties) and the ranks
+   normalised to ``[0, 1]`` (``(rank − 1) / (m − 1)`` over the ``m`` drafts of the ballot). Only ballots that
+   scored at least two drafts are *counted*: a lone score has no scale to be read on.
+3. A draft's **normalised insight** = ``1 + 9 × mean share`` over the counted ballots that judged it (1–10 scale).
+4. **Lateness** is not part of any judgment: a *straggler* — a draft whose service time exceeds
+   ``STRAGGLER_FACTOR`` (2) × the epoch's median — loses a fixed ``STRAGGLER_PENALTY`` (0.5) from its total;
+   anything inside that dead band costs nothing, so service-time jitter never decides a game.
+5. **Total** = normalised insight − lateness penalty (the truncation is already inside every adjusted vote: it is
+   applied exactly once). The total picks the chapter; the ratings come from the within-ballot rankings alone.
 
-A draft that received no votes (every voter who could judge it abstained) gets ``mean_insight = 0``,
-``votes = 0`` and ``total = −(truncation + lateness)``; its total carries no judgment, so ``rated_totals`` leaves it
-out of the Elo update and the collapse prefers drafts with votes.
+Because only within-ballot ranks are used, adding a constant to every score of one voter — or any strictly
+increasing transform of them — changes nothing, and a voter who scores every other draft 1 cannot lift its own.
+``bootstrap`` resamples whole ballots to give each draft a 95 % interval.
 """
 
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import NamedTuple
 from uuid import UUID
 
 from spacetime.domain import Draft, DraftScore, Vote
 
 TRUNCATION_PENALTY = 5.0
-LATENESS_WEIGHT = 1.0
+"""Subtracted once from every vote on a truncated draft, before ranking."""
+STRAGGLER_FACTOR = 2.0
+"""Dead band of lateness: a draft is a straggler only when slower than this many times the epoch's median."""
+STRAGGLER_PENALTY = 0.5
+"""What a straggler loses from its total (normalised insight, 1–10 scale); never enters the ratings."""
+BOOTSTRAP_REPLICATES = 200
+"""Resamples of the ballots for the 95 % intervals and the verdict confidence."""
+
+Ballot = dict[UUID, float]
+"""One counted ballot: target author id → adjusted score (higher is better)."""
 
 
 class Penalties(NamedTuple):
-    """A draft's penalties, in points subtracted from its mean insight score."""
+    """A draft's penalties: truncation (inside each vote, 1–10 scale) and lateness (on the total)."""
 
     truncation: float
     lateness: float
@@ -39,76 +56,166 @@ class Penalties(NamedTuple):
         return self.truncation + self.lateness
 
 
-def lateness(latency_s: float, median_s: float) -> float:
-    """``min(1, max(0, (latency − median) / median))``; 0 when ``median <= 0`` or either value is not finite."""
+def lateness(
+    latency_s: float, median_s: float, *, factor: float = STRAGGLER_FACTOR, penalty: float = STRAGGLER_PENALTY
+) -> float:
+    """``penalty`` when ``latency > factor × median``, else 0; 0 when ``median <= 0`` or a value is not finite."""
     if not (math.isfinite(latency_s) and math.isfinite(median_s)) or median_s <= 0:
         return 0.0
-    return min(1.0, max(0.0, (latency_s - median_s) / median_s))
+    return penalty if latency_s > factor * median_s else 0.0
 
 
 def draft_penalties(
     drafts: Sequence[Draft],
     *,
     truncation_penalty: float = TRUNCATION_PENALTY,
-    lateness_weight: float = LATENESS_WEIGHT,
+    straggler_penalty: float = STRAGGLER_PENALTY,
 ) -> dict[UUID, Penalties]:
     """Author id → ``Penalties(truncation, lateness)`` for each draft of the epoch.
 
-    Guarantees: truncation is ``truncation_penalty`` exactly when ``draft.truncated``, else 0; lateness lies in
-    ``[0, lateness_weight]``, is 0 for any draft at or under the median latency, and grows with latency.
+    Guarantees: truncation is ``truncation_penalty`` exactly when ``draft.truncated``, else 0; lateness is either 0
+    or ``straggler_penalty``, and 0 for every draft at or under twice the median latency.
     """
     if not drafts:
         return {}
     median = statistics.median(d.latency_s for d in drafts)
     return {
         d.agent_id: Penalties(
-            truncation_penalty if d.truncated else 0.0,
-            lateness(d.latency_s, median) * lateness_weight,
+            truncation_penalty if d.truncated else 0.0, lateness(d.latency_s, median, penalty=straggler_penalty)
         )
         for d in drafts
     }
 
 
-def score_drafts(
+def adjusted_ballots(
     drafts: Sequence[Draft], votes: Sequence[Vote], penalties: Mapping[UUID, tuple[float, float]]
-) -> dict[UUID, DraftScore]:
-    """Author id → ``DraftScore`` for every draft, in draft order.
+) -> list[Ballot]:
+    """The counted ballots (two or more drafts scored), in voter-id order: target → ``insight − truncation``.
 
-    ``total = mean insight received − truncation − lateness`` (``mean_insight = 0`` with no votes, see module doc).
-    ``penalties`` maps author id → ``(truncation, lateness)`` as ``draft_penalties`` returns (missing = no penalty).
+    ``penalties`` maps author id → ``(truncation, lateness)`` as ``draft_penalties`` returns (missing = none).
     Raises ``ValueError`` for two drafts by one author, a vote on a draft not given, a self-vote, or two votes by
     one voter on one draft.
     """
-    by_target: dict[UUID, list[int]] = {d.agent_id: [] for d in drafts}
-    if len(by_target) != len(drafts):
+    authors = {d.agent_id for d in drafts}
+    if len(authors) != len(drafts):
         raise ValueError("score_drafts: two drafts by one author")
-    seen: set[tuple[UUID, UUID]] = set()
+    by_voter: dict[UUID, Ballot] = {}
     for vote in votes:
-        if vote.target_id not in by_target:
+        if vote.target_id not in authors:
             raise ValueError(f"score_drafts: vote on unknown draft {vote.target_id}")
         if vote.voter_id == vote.target_id:
             raise ValueError(f"score_drafts: self-vote by {vote.voter_id}")
-        pair = (vote.voter_id, vote.target_id)
-        if pair in seen:
-            raise ValueError(f"score_drafts: duplicate vote {pair}")
-        seen.add(pair)
-        by_target[vote.target_id].append(vote.insight_score)
+        ballot = by_voter.setdefault(vote.voter_id, {})
+        if vote.target_id in ballot:
+            raise ValueError(f"score_drafts: duplicate vote {(vote.voter_id, vote.target_id)}")
+        truncation = penalties.get(vote.target_id, (0.0, 0.0))[0]
+        ballot[vote.target_id] = vote.insight_score - truncation
+    return [by_voter[v] for v in sorted(by_voter, key=str) if len(by_voter[v]) >= 2]
+
+
+def rank_shares(ballot: Mapping[UUID, float]) -> dict[UUID, float]:
+    """Target → its normalised mid-rank in ``[0, 1]`` within one ballot (0 = lowest, 1 = highest; 0.5 if alone)."""
+    m = len(ballot)
+    if m == 1:
+        return dict.fromkeys(ballot, 0.5)
+    shares = {}
+    for target, value in ballot.items():
+        below = sum(1 for other in ballot.values() if other < value)
+        equal = sum(1 for other in ballot.values() if other == value)  # itself included
+        mid_rank = below + (equal + 1) / 2  # 1-based mid-rank
+        shares[target] = (mid_rank - 1) / (m - 1)
+    return shares
+
+
+def normalised_insight(ballots: Sequence[Mapping[UUID, float]]) -> dict[UUID, float]:
+    """Target → ``1 + 9 × mean rank share`` over the ballots that judged it (only targets judged at least once)."""
+    shares: dict[UUID, list[float]] = {}
+    for ballot in ballots:
+        for target, share in rank_shares(ballot).items():
+            shares.setdefault(target, []).append(share)
+    return {t: 1.0 + 9.0 * math.fsum(s) / len(s) for t, s in shares.items()}
+
+
+def score_drafts(
+    drafts: Sequence[Draft], votes: Sequence[Vote], penalties: Mapping[UUID, tuple[float, float]]
+) -> dict[UUID, DraftScore]:
+    """Author id → ``DraftScore`` for every draft, in draft order (intervals collapsed on the point estimate until
+    ``with_intervals`` widens them).
+
+    ``insight`` is the normalised insight (0 with no counted vote), ``total = insight − lateness``, ``votes`` the
+    counted votes, ``mean_insight`` the mean raw score of those votes (for the record). Raises as
+    ``adjusted_ballots``.
+    """
+    ballots = adjusted_ballots(drafts, votes, penalties)
+    insight = normalised_insight(ballots)
+    counted: dict[UUID, int] = {}
+    for ballot in ballots:
+        for target in ballot:
+            counted[target] = counted.get(target, 0) + 1
+    raw: dict[UUID, list[int]] = {}
+    voters_counted = _counted_voters(votes)
+    for vote in votes:
+        if vote.voter_id in voters_counted:
+            raw.setdefault(vote.target_id, []).append(vote.insight_score)
     scores: dict[UUID, DraftScore] = {}
     for draft in drafts:
-        received = by_target[draft.agent_id]
         truncation, late = penalties.get(draft.agent_id, (0.0, 0.0))
-        mean = math.fsum(received) / len(received) if received else 0.0
+        point = insight.get(draft.agent_id, 0.0)
+        received = raw.get(draft.agent_id, [])
         scores[draft.agent_id] = DraftScore(
             agent_id=draft.agent_id,
-            mean_insight=mean,
+            mean_insight=math.fsum(received) / len(received) if received else 0.0,
             truncation_penalty=truncation,
             lateness_penalty=late,
-            total=mean - truncation - late,
-            votes=len(received),
+            total=point - late,
+            votes=counted.get(draft.agent_id, 0),
+            insight=point,
+            ci_low=point,
+            ci_high=point,
         )
     return scores
 
 
-def rated_totals(scores: Mapping[UUID, DraftScore]) -> dict[UUID, float]:
-    """Author id → total for the drafts that received at least one vote: the input of ``elo_update``."""
-    return {agent: s.total for agent, s in scores.items() if s.votes > 0}
+def _counted_voters(votes: Sequence[Vote]) -> set[UUID]:
+    per_voter: dict[UUID, int] = {}
+    for vote in votes:
+        per_voter[vote.voter_id] = per_voter.get(vote.voter_id, 0) + 1
+    return {v for v, n in per_voter.items() if n >= 2}
+
+
+def bootstrap(
+    ballots: Sequence[Mapping[UUID, float]], rng: random.Random, *, replicates: int = BOOTSTRAP_REPLICATES
+) -> list[dict[UUID, float]]:
+    """``replicates`` resamples *by ballot* (whole ballots drawn with replacement, as many as there are): the
+    normalised insight of every draft judged in each. Empty when there is no ballot."""
+    if not ballots:
+        return []
+    n = len(ballots)
+    return [normalised_insight([ballots[rng.randrange(n)] for _ in range(n)]) for _ in range(replicates)]
+
+
+def interval(values: Sequence[float], point: float, *, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of ``values`` at ``level``, widened if needed to contain ``point`` (``(point, point)``
+    when there are no values)."""
+    if not values:
+        return point, point
+    ordered = sorted(values)
+    tail = (1.0 - level) / 2.0
+    low = ordered[max(0, math.floor(tail * len(ordered)))]
+    high = ordered[min(len(ordered) - 1, math.ceil((1.0 - tail) * len(ordered)) - 1)]
+    return min(low, point), max(high, point)
+
+
+def with_intervals(
+    scores: Mapping[UUID, DraftScore], replicates: Sequence[Mapping[UUID, float]]
+) -> dict[UUID, DraftScore]:
+    """``scores`` with ``ci_low``/``ci_high`` set from the bootstrap ``replicates`` (drafts with no counted vote
+    keep a zero-width interval)."""
+    out = {}
+    for agent, score in scores.items():
+        if score.votes == 0:
+            out[agent] = score
+            continue
+        low, high = interval([r[agent] for r in replicates if agent in r], score.insight)
+        out[agent] = replace(score, ci_low=low, ci_high=high)
+    return out

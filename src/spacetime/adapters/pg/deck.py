@@ -22,7 +22,10 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from spacetime.adapters.pg import reports
 from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
+from spacetime.adapters.pg.reports import Judging
+from spacetime.domain import Book
 from spacetime.errors import StoreError
 
 READ_ONLY_OPTIONS = "-c default_transaction_read_only=on -c statement_timeout=15000"
@@ -167,6 +170,12 @@ class DeckReader:
         raise AssertionError("unreachable")  # pragma: no cover
 
     # ------------------------------------------------------------------ books and the live version
+    def judging(self, book: Book) -> Judging:
+        """How ``book`` has been judged (the same queries and audit as ``spacetime status --json``)."""
+        b = {"b": book.book_id}
+        queries = (reports.AUDIT_VOTES, reports.AGENT_NAMES, reports.FLAGGED_DRAFTS, reports.LAST_CONFIDENCE)
+        return reports.judging_of(book, *(self.rows(q, b) for q in queries))
+
     def books(self) -> list[dict[str, Any]]:
         return self.rows(
             "SELECT b.book_id, b.name, b.topic, b.config, b.created_at, "

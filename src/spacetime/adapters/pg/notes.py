@@ -8,10 +8,11 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from spacetime.adapters.pg.repository import Repository
+from spacetime.adapters.pg.repository import Repository, store_errors
 from spacetime.rules.memory import EpochFacts
 
 
+@store_errors
 class AgentNotes(Repository):
     async def living(self, book_id: UUID) -> dict[UUID, Any]:
         """Living agent id → its stored ``memory`` JSONB."""

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from spacetime.adapters.pg.repository import Repository, vector
+from spacetime.adapters.pg.repository import Repository, store_errors, vector
 from spacetime.adapters.pg.rows import persona_from_row
 from spacetime.domain import Persona
 
 
+@store_errors
 class Personas(Repository):
     async def names_and_disciplines(self) -> tuple[set[str], set[str]]:
         """Every stored persona's name, and every discipline."""

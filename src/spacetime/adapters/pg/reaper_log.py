@@ -7,11 +7,12 @@ from uuid import UUID
 
 import psycopg
 
-from spacetime.adapters.pg.repository import Repository
+from spacetime.adapters.pg.repository import Repository, store_errors
 from spacetime.domain import ReaperEvent
 from spacetime.errors import StoreError
 
 
+@store_errors
 class ReaperLog(Repository):
     async def record(self, book_id: UUID, events: Sequence[ReaperEvent]) -> None:
         """Append ``events``; ``StoreError`` when the database cannot take them."""

@@ -8,7 +8,8 @@ Ratings are rounded to 2 decimals and stalls to 3, as reported since the first v
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -17,6 +18,7 @@ from uuid import UUID
 
 from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, persona_from_row
 from spacetime.domain import Agent, Book, NewcomerSource, Persona, ReplacementKind
+from spacetime.rules.audit import AuditVote, JudgingHealth, audit_book
 
 if TYPE_CHECKING:
     from spacetime.adapters.pg.store import Store
@@ -90,6 +92,27 @@ class BookStatus:
     """The living first, then by rating (best first) and name."""
     lineage: tuple[LineageEntry, ...]
     """In order of entry: a replaced agent always comes before its replacement."""
+    judging: Judging | None = None
+    """How the book has been judged (``None`` before its first epoch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FlaggedDraft:
+    """A draft whose text addressed the reviewers: neutralised before review, never eligible for the canon."""
+
+    epoch_no: int
+    author: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Judging:
+    """The judging of a book: the audit of every stored vote, the flagged drafts, and how sure the last verdict was."""
+
+    health: JudgingHealth
+    flagged: tuple[FlaggedDraft, ...]
+    last_verdict_confidence: float | None
+    """Share of ballot bootstraps in which the last epoch's winner stays the winner (``None``: not recorded)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +187,52 @@ async def book_status(store: Store, book: Book) -> BookStatus:
     roster = tuple(
         RosterEntry(_agent(r), r["cause_of_death"], r["replaced"]) for r in await store.rows(_ROSTER, (book.book_id,))
     )
-    return BookStatus(book, counts["epochs"], counts["chapters"], roster, tuple(await lineage(store, book.book_id)))
+    return BookStatus(book, counts["epochs"], counts["chapters"], roster, tuple(await lineage(store, book.book_id)),
+                      await judging(store, book) if counts["epochs"] else None)  # fmt: skip
+
+
+AUDIT_VOTES = (
+    "SELECT e.epoch_no, v.voter_agent_id, v.target_agent_id, v.insight_score, "
+    "coalesce(v.display_position, 0) AS position, "
+    "cardinality(regexp_split_to_array(btrim(coalesce(d.text, '')), '\\s+')) AS words "
+    "FROM simulation_epochs e JOIN peer_votes v USING (epoch_id) "
+    "LEFT JOIN drafts d ON d.epoch_id = e.epoch_id AND d.agent_id = v.target_agent_id "
+    "WHERE e.book_id = %(b)s ORDER BY e.epoch_no"
+)
+"""Every stored vote of a book as the audit reads it (epoch, display position, the target's length in words)."""
+AGENT_NAMES = "SELECT agent_id, name FROM agents WHERE book_id = %(b)s"
+FLAGGED_DRAFTS = (
+    "SELECT e.epoch_no, a.name, d.flags FROM drafts d JOIN simulation_epochs e USING (epoch_id) "
+    "JOIN agents a ON a.agent_id = d.agent_id WHERE e.book_id = %(b)s AND cardinality(d.flags) > 0 "
+    "ORDER BY e.epoch_no, a.name"
+)
+LAST_CONFIDENCE = (
+    "SELECT verdict_confidence FROM simulation_epochs WHERE book_id = %(b)s ORDER BY epoch_no DESC LIMIT 1"
+)
+"""The queries of a book's judging, run by ``judging`` here and by the deck's reader (sync), mapped by
+``judging_of``; parameter ``b`` = the book id."""
+
+
+def judging_of(book: Book, votes: Sequence[Mapping[str, Any]], names: Sequence[Mapping[str, Any]],
+               flagged: Sequence[Mapping[str, Any]], last: Sequence[Mapping[str, Any]]) -> Judging:  # fmt: skip
+    """The rows of ``AUDIT_VOTES``, ``AGENT_NAMES``, ``FLAGGED_DRAFTS`` and ``LAST_CONFIDENCE`` → ``Judging``
+    (the audit seeded by the book's id: the same votes always give the same figures)."""
+    audit = [AuditVote(r["voter_agent_id"], r["target_agent_id"], float(r["insight_score"]), r["position"],
+                       r["words"] or 0, r["epoch_no"]) for r in votes]  # fmt: skip
+    health = audit_book(audit, rng=random.Random(book.book_id.int), names={r["agent_id"]: r["name"] for r in names})
+    return Judging(
+        health,
+        tuple(FlaggedDraft(r["epoch_no"], r["name"], tuple(r["flags"])) for r in flagged),
+        last[0]["verdict_confidence"] if last else None,
+    )
+
+
+async def judging(store: Store, book: Book) -> Judging:
+    """How ``book`` has been judged: the audit of every stored vote, its flagged drafts, the last verdict's
+    confidence."""
+    b = {"b": book.book_id}
+    return judging_of(book, await store.rows(AUDIT_VOTES, b), await store.rows(AGENT_NAMES, b),
+                      await store.rows(FLAGGED_DRAFTS, b), await store.rows(LAST_CONFIDENCE, b))  # fmt: skip
 
 
 async def lineage(store: Store, book_id: UUID) -> list[LineageEntry]:

@@ -10,14 +10,14 @@ from uuid import UUID
 
 import psycopg
 
-from spacetime.adapters.pg.repository import Repository, vector
+from spacetime.adapters.pg.repository import Repository, store_errors, vector
 from spacetime.domain import Agent, Persona, PersonaOrigin
 from spacetime.errors import ConfigError, PersonaTaken
 
 INSERT_AGENT = (
-    "INSERT INTO agents (agent_id, book_id, persona_id, name, rating, born_epoch, model, replaced_agent_id) "
-    "SELECT %(agent)s, %(book)s, persona_id, name, %(rating)s, %(born)s, %(model)s, %(replaced)s FROM personas "
-    "WHERE name = %(name)s"
+    "INSERT INTO agents (agent_id, book_id, persona_id, name, rating, sigma, elo, born_epoch, model, "
+    "replaced_agent_id) SELECT %(agent)s, %(book)s, persona_id, name, %(rating)s, %(sigma)s, %(elo)s, %(born)s, "
+    "%(model)s, %(replaced)s FROM personas WHERE name = %(name)s"
 )
 """The one agent INSERT (named parameters from :func:`agent_params`); the swap statement adds a condition."""
 
@@ -35,14 +35,16 @@ def persona_params(persona: Persona, book_id: UUID | None) -> tuple[Any, ...]:
 
 
 def agent_params(book_id: UUID, agent: Agent, replaced_agent_id: UUID | None) -> dict[str, Any]:
-    return {"agent": agent.agent_id, "book": book_id, "rating": agent.rating, "born": agent.born_epoch,
-            "model": agent.model, "replaced": replaced_agent_id, "name": agent.name}  # fmt: skip
+    return {"agent": agent.agent_id, "book": book_id, "rating": agent.rating, "sigma": agent.sigma,
+            "elo": agent.elo, "born": agent.born_epoch, "model": agent.model, "replaced": replaced_agent_id,
+            "name": agent.name}  # fmt: skip
 
 
 def never_revived(name: str) -> ConfigError:
     return ConfigError(f"{name} has already played in this book: an agent is never revived")
 
 
+@store_errors
 class Roster(Repository):
     async def insert(
         self,

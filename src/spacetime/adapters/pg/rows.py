@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spacetime.domain import Agent, AgentStatus, Book, Persona, PersonaOrigin
+from spacetime.domain import INITIAL_SIGMA, Agent, AgentStatus, Book, Persona, PersonaOrigin
 
 PERSONA_COLUMNS = "p.name AS p_name, p.discipline, p.voice, p.system_prompt, p.origin, p.parents"
 """The persona columns ``persona_from_row`` reads, for a query joining ``personas p``."""
@@ -26,7 +26,8 @@ def persona_from_row(row: Mapping[str, Any], *, name: str = "p_name") -> Persona
 
 
 def agent_from_row(row: Mapping[str, Any]) -> Agent:
-    """An agent from a row of ``agents a`` joined with ``PERSONA_COLUMNS``."""
+    """An agent from a row of ``agents a`` joined with ``PERSONA_COLUMNS`` (an agent stored before ratings had
+    an uncertainty gets the default σ, and its rating as its Elo)."""
     return Agent(
         agent_id=row["agent_id"],
         persona=persona_from_row(row),
@@ -35,6 +36,8 @@ def agent_from_row(row: Mapping[str, Any]) -> Agent:
         born_epoch=row["born_epoch"],
         died_epoch=row["died_epoch"],
         model=row["model"],
+        sigma=INITIAL_SIGMA if row.get("sigma") is None else row["sigma"],
+        elo=row["rating"] if row.get("elo") is None else row["elo"],
     )
 
 

@@ -20,16 +20,18 @@ import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector_async
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
 from spacetime.adapters.pg.notes import AgentNotes
 from spacetime.adapters.pg.personas import Personas
 from spacetime.adapters.pg.reaper_log import ReaperLog
+from spacetime.adapters.pg.repository import lost_database, store_errors
 from spacetime.adapters.pg.roster import INSERT_PERSONA, Roster, persona_params
 from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, book_from_row
 from spacetime.adapters.pg.swaps import Swaps
-from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, Persona
+from spacetime.domain import Agent, AgentStatus, Book, Chapter, DraftScore, EpochRecord, Persona
 from spacetime.errors import BookBusy, ConfigError, StoreError
 
 
@@ -38,12 +40,19 @@ def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, tz=UTC).replace(tzinfo=None)
 
 
+def _interval(score: DraftScore | None) -> tuple[float | None, float | None, float | None]:
+    """``drafts.normalised_insight, ci_low, ci_high`` of a draft (``None`` for a draft no counted vote judged)."""
+    if score is None or score.votes == 0:
+        return None, None, None
+    return score.insight, score.ci_low, score.ci_high
+
+
 def _vec(values: Sequence[float] | None) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float32)
 
 
 _AGENT_SELECT = f"""
-SELECT a.agent_id, a.rating, a.status, a.born_epoch, a.died_epoch, a.model, a.name, {PERSONA_COLUMNS}
+SELECT a.agent_id, a.rating, a.sigma, a.elo, a.status, a.born_epoch, a.died_epoch, a.model, a.name, {PERSONA_COLUMNS}
 FROM agents a JOIN personas p USING (persona_id)
 """
 
@@ -90,6 +99,7 @@ class BookLocks:
             self._held.clear()
 
 
+@store_errors
 class Store:
     """Async access to one database through a connection pool with pgvector types registered."""
 
@@ -156,7 +166,9 @@ class Store:
     async def upsert_personas(self, personas: Sequence[Persona], *, book_id: UUID | None = None) -> None:
         """Insert personas that are not stored yet (by name); existing ones are left as they are."""
         async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(INSERT_PERSONA, [persona_params(p, book_id) for p in personas])
+            # one order for every book: two books storing the same personas at once never deadlock
+            ordered = sorted(personas, key=lambda p: p.name)
+            await cur.executemany(INSERT_PERSONA, [persona_params(p, book_id) for p in ordered])
 
     async def add_agent(
         self,
@@ -198,7 +210,8 @@ class Store:
             async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 await cur.execute(
                     "INSERT INTO simulation_epochs (epoch_id, start_time, end_time, active_agent_ids, "
-                    "winner_agent_id, loser_agent_id, book_id, epoch_no) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    "winner_agent_id, loser_agent_id, book_id, epoch_no, verdict_confidence, audit) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     (
                         epoch_id,
                         _ts(record.start_time) or datetime.now(UTC).replace(tzinfo=None),
@@ -208,13 +221,15 @@ class Store:
                         decision.loser_id,
                         record.book_id,
                         record.epoch_no,
+                        record.verdict_confidence,
+                        None if record.audit is None else Jsonb(record.audit),
                     ),
                 )
                 await cur.executemany(
                     "INSERT INTO drafts (epoch_id, agent_id, alias, text, prompt_tokens, completion_tokens, "
                     "finish_reason, truncated, latency_s, mean_insight, truncation_penalty, lateness_penalty, score, "
-                    "votes_received, embedding, embedding_model) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    "votes_received, embedding, embedding_model, flags, normalised_insight, ci_low, ci_high) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
                             epoch_id,
@@ -233,13 +248,15 @@ class Store:
                             score_by[d.agent_id].votes if d.agent_id in score_by else 0,
                             _vec(record.draft_embeddings.get(d.agent_id)),
                             record.embedding_model if d.agent_id in record.draft_embeddings else None,
+                            list(d.flags),
+                            *_interval(score_by.get(d.agent_id)),
                         )
                         for d in record.drafts
                     ],
                 )
                 async with cur.copy(
                     "COPY peer_votes (vote_id, epoch_id, voter_agent, target_agent, insight_score, latency_penalty, "
-                    "rationale, voter_agent_id, target_agent_id, target_alias, excerpted) FROM STDIN"
+                    "rationale, voter_agent_id, target_agent_id, target_alias, excerpted, display_position) FROM STDIN"
                 ) as copy:
                     for ballot in record.ballots:
                         for v in ballot.votes:
@@ -256,6 +273,7 @@ class Store:
                                     v.target_id,
                                     record.aliases[v.target_id],
                                     v.excerpted,
+                                    v.position or None,
                                 )
                             )
                 await cur.executemany(
@@ -268,8 +286,8 @@ class Store:
                         [(epoch_id, f.agent_id, f.reason) for f in record.forfeits],
                     )
                 await cur.executemany(
-                    "INSERT INTO ratings (epoch_id, agent_id, rating_before, rating_after, score) "
-                    "VALUES (%s, %s, %s, %s, %s)",
+                    "INSERT INTO ratings (epoch_id, agent_id, rating_before, rating_after, score, sigma_before, "
+                    "sigma_after, elo_before, elo_after) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     [
                         (
                             epoch_id,
@@ -277,13 +295,17 @@ class Store:
                             r.before,
                             r.after,
                             score_by[r.agent_id].total if r.agent_id in score_by else None,
+                            r.sigma_before,
+                            r.sigma_after,
+                            r.elo_before,
+                            r.elo_after,
                         )
                         for r in record.ratings
                     ],
                 )
                 await cur.executemany(
-                    "UPDATE agents SET rating = %s WHERE agent_id = %s",
-                    [(r.after, r.agent_id) for r in record.ratings],
+                    "UPDATE agents SET rating = %s, sigma = %s, elo = %s WHERE agent_id = %s",
+                    [(r.after, r.sigma_after, r.elo_after, r.agent_id) for r in record.ratings],
                 )
                 await cur.execute(
                     "UPDATE agents SET status = 'eliminated', died_epoch = %s, cause_of_death = %s "
@@ -309,7 +331,7 @@ class Store:
             where = exc.diag.constraint_name
             raise StoreError(f"epoch {record.epoch_no} of this book is already recorded ({where})") from None
         except psycopg.OperationalError as exc:
-            raise StoreError(f"lost the database while writing epoch {record.epoch_no}: {exc}") from None
+            raise lost_database(exc) from None
         return epoch_id
 
     async def _names(self, agent_ids: Sequence[UUID]) -> dict[UUID, str]:

@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from spacetime.adapters.pg.notify import SWAP_CHANNEL, SwapHub
-from spacetime.adapters.pg.repository import Repository
+from spacetime.adapters.pg.repository import Repository, store_errors
 from spacetime.adapters.pg.roster import INSERT_AGENT, agent_params
 from spacetime.adapters.pg.rows import persona_from_row
 from spacetime.domain import Agent, Book, Persona
@@ -54,6 +54,7 @@ RETURNING swap_id
 """
 
 
+@store_errors
 class Swaps(Repository):
     def __init__(self, pool: AsyncConnectionPool, url: str) -> None:
         super().__init__(pool)

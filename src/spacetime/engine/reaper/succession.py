@@ -75,7 +75,8 @@ class Succession:
     async def seat(self, epoch_no: int, replaced: UUID | None, *, grace_s: float) -> Newcomer:
         """Store the next successor as a living agent that entered after ``epoch_no`` (in place of ``replaced``)."""
         for _ in range(SEAT_TRIES):
-            newcomer = (await self._take(grace_s)).entering(epoch_no)
+            living = await self.store.agents(self.book.book_id, alive_only=True)
+            newcomer = (await self._take(grace_s)).entering(epoch_no, living)
             name = newcomer.persona.name
             try:
                 await self.store.roster.insert(self.book.book_id, newcomer.agent, replaced_agent_id=replaced,

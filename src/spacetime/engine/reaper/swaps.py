@@ -51,7 +51,7 @@ class SwapIntake:
         for swap_id, (swap, task) in list(self._pending.items()):
             del self._pending[swap_id]
             try:
-                newcomer = (await task).entering(epoch_no)
+                newcomer = (await task).entering(epoch_no, await self.store.agents(swap.book_id, alive_only=True))
             except SpacetimeError as exc:
                 await self.store.swaps.reject(swap_id, str(exc))
                 self.stats.swaps_rejected += 1

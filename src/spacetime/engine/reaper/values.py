@@ -3,13 +3,14 @@ figures it keeps."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 from uuid import UUID
 
 from spacetime.domain import Agent, NewcomerSource, Persona
 from spacetime.engine.seats import Seat
+from spacetime.rules.rating import entry_rating
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +28,12 @@ class Newcomer:
     def agent(self) -> Agent:
         return self.seat.agent
 
-    def entering(self, epoch_no: int) -> Newcomer:
-        """The same newcomer, entering after epoch ``epoch_no`` (its ``born_epoch``)."""
-        return replace(self, seat=replace(self.seat, agent=replace(self.seat.agent, born_epoch=epoch_no)))
+    def entering(self, epoch_no: int, living: Sequence[Agent]) -> Newcomer:
+        """The same newcomer, entering after epoch ``epoch_no`` (its ``born_epoch``) among ``living``: rated at
+        their mean, as of this seating (``rules.rating.entry_rating``)."""
+        rating, sigma, elo = entry_rating(living)
+        agent = replace(self.seat.agent, born_epoch=epoch_no, rating=rating, sigma=sigma, elo=elo)
+        return replace(self, seat=replace(self.seat, agent=agent))
 
 
 Embedding = tuple[str, list[float]]
