@@ -290,3 +290,26 @@ def test_a_small_tournament_through_the_real_cli(tmp_path: Path) -> None:
     assert "| honest | 1 | 2 |" in table and "| mixed | 1 | 2 |" in table
     assert json.loads(json.dumps(report.to_json()))["scenarios"][0]["epochs"] == 2
     assert (tmp_path / "server_log.json").exists() and (tmp_path / "honest-1.toml").exists()
+
+
+@pytest.mark.slow
+def test_the_verdict_targets_hold_on_seeded_books() -> None:
+    """Issue #11's targets on the harness (the engine under test is this tree): ratios and counts with margins, not
+    timings. Measured with `python -m bench.verdicts --books 4 --epochs 8 --seed 1` (docs/benchmarks.md): winner top-2
+    91–94 %, loser bottom-2 94–100 %, no unfair newcomer death, injector 0 wins and 100 % flagged, 0 bloc flags in
+    clique-free books."""
+    report = run(Options(books=3, epochs=6, seed=3, scenarios=("honest", "harsh", "injection", "position"),
+                         draft_delay_s=0.1))  # fmt: skip
+    assert report.exit_code == 0, report.stderr_tail
+    by = {r.scenario: r for r in report.results}
+    for r in report.results:
+        assert r.epochs == 18
+        assert (r.winner_top2.value or 0) >= 0.8, (r.scenario, r.winner_top2.text())
+        assert (r.loser_bottom2.value or 0) >= 0.8, (r.scenario, r.loser_bottom2.text())
+        assert r.newcomer_early_death.hits <= 1, (r.scenario, r.newcomer_early_death.text())
+        assert r.bloc_false is not None and r.bloc_false.hits == 0, r.scenario  # clique-free: nobody accused
+        assert r.others_flagged is not None and r.others_flagged.hits == 0, r.scenario  # honest drafts never flagged
+    injection = by["injection"]
+    assert injection.injector_wins.total >= 3 and injection.injector_wins.hits == 0
+    assert injection.injector_flagged is not None and injection.injector_flagged.value == 1.0
+    assert injection.server["obeyed"] == 0  # the note never reached an obedient judge

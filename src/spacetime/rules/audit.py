@@ -33,6 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
+import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -196,7 +197,7 @@ class BlocPair:
     p_within_ballot: float = 1.0
     """Null: each ballot's scores shuffled among its drafts."""
     p_within_draft: float = 1.0
-    """Null: each draft's scores shuffled among its judges (controls for the drafts' quality)."""
+    """Null: each draft's offset-corrected raw scores shuffled among its judges (keeps the drafts' quality)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -499,51 +500,58 @@ def _sum_distribution(
 
 
 def blocs(votes: Iterable[AuditVote], *, significance: float = SIGNIFICANCE) -> tuple[BlocPair, ...]:
-    """Pairs of voters who rank each other's drafts higher than chance, most suspicious first.
+    """Pairs of voters who favour each other's drafts beyond chance, most suspicious first.
 
-    Scores are first normalised within each ballot (so a judge's harshness is gone). The statistic for a pair
-    {a, b} is S = Σ of the normalised scores a gave b's drafts and b gave a's drafts over the book, tested against
-    two permutation nulls, each exact (the convolution of uniform draws — the limit of a Monte Carlo permutation
-    test with unboundedly many shuffles, which Holm's correction over many pairs needs):
+    Two tests, and a pair is flagged only when BOTH reject (``p_value`` = the larger of the two p-values, an
+    intersection–union test, valid under either test's confound), after Holm's correction over the pairs, and the
+    pair favours itself in both:
 
-    * **within each ballot** — each ballot's scores shuffled among its drafts: the partner's score is a uniform
-      draw from the ballot's multiset. Blind to rank compression elsewhere, but not to quality: two good authors
-      who rate each other highly look like a bloc.
-    * **within each draft** — which of a draft's judges gave which of its scores shuffled: the partner's score is a
-      uniform draw from the scores that draft received. Controls for quality, but a real clique, by taking the top
-      ranks of its members' ballots, pushes every other draft down in them and makes outsiders look like allies.
+    * **within each ballot** (exact): scores normalised within each ballot (mid-ranks → [0, 1], so a judge's
+      harshness is gone); S = Σ of the normalised scores a gave b's drafts and b gave a's drafts; null: each
+      ballot's scores shuffled among its drafts, so the partner's score is a uniform draw from the ballot's
+      multiset and S's distribution is their convolution — the limit of a permutation test with unboundedly many
+      shuffles, which Holm's correction needs. Blind to what other ballots do, but not to quality: two good authors
+      who rightly rate each other highly look like a bloc.
+    * **within each draft** (normal approximation): raw scores minus each judge's offset (its mean score minus the
+      other judges' mean on the same drafts: harshness removed, a constant shift absorbed exactly); null: which of
+      a draft's judges gave which of its adjusted scores is shuffled, so the draft's quality is kept. Raw scores,
+      not ranks: a judge's rank of a draft depends on which drafts its ballot holds (never its own), which would
+      make two strong authors look allied; and a clique's inflated ranks would push outsiders down.
 
-    A pair is flagged only when BOTH nulls are rejected (``p_value`` = the larger of the two p-values, an
-    intersection–union test, valid under either confound) after Holm's correction over the pairs, and the pair
-    favours itself under both (``effect`` = its mean normalised score for each other minus the mean the same drafts
-    received from all their judges).
+    ``effect`` = the pair's mean adjusted score for each other minus the mean adjusted score the same drafts
+    received from all their judges (points on the 1–10 scale).
     """
     ballots = _ballots(votes)
-    received: dict[tuple[int, UUID], list[float]] = defaultdict(list)
+    offsets = _offsets(ballots)
+    adjusted: dict[tuple[int, UUID], list[float]] = defaultdict(list)
     scored: list[tuple[UUID, AuditVote, float, tuple[float, ...]]] = []
     for (_, voter), ballot in ballots.items():
         if len(ballot) < 2:
             continue
         normalised = normalise_ballot([v.score for v in ballot])
         for vote, value in zip(ballot, normalised, strict=True):
-            received[(vote.epoch, vote.target)].append(value)
+            adjusted[(vote.epoch, vote.target)].append(vote.score - offsets.get(voter, 0.0))
             scored.append((voter, vote, value, normalised))
-    cells: dict[tuple[UUID, UUID], list[tuple[float, tuple[float, ...], tuple[float, ...]]]] = defaultdict(list)
+    cells: dict[tuple[UUID, UUID], list[tuple[float, tuple[float, ...], float, tuple[float, ...]]]] = (
+        defaultdict(list)
+    )
     for voter, vote, value, ballot_values in scored:
-        draft = tuple(received[(vote.epoch, vote.target)])
+        draft = tuple(adjusted[(vote.epoch, vote.target)])
         pair = (voter, vote.target) if str(voter) < str(vote.target) else (vote.target, voter)
-        cells[pair].append((value, ballot_values, draft))
+        cells[pair].append((value, ballot_values, vote.score - offsets.get(voter, 0.0), draft))
     tested: list[tuple[UUID, UUID, float, int, float, float, float, bool]] = []
     for (a, b), pair_cells in cells.items():
         if len(pair_cells) < MIN_BLOC_VOTES:
             continue
-        observed = sum(value for value, _, _ in pair_cells)
-        ballot_mean = sum(sum(v) / len(v) for _, v, _ in pair_cells)
-        draft_mean = sum(sum(d) / len(d) for _, _, d in pair_cells)
-        effect = (observed - draft_mean) / len(pair_cells)
-        p_ballot = _upper_tail([v for _, v, _ in pair_cells], observed)
-        p_draft = _upper_tail([d for _, _, d in pair_cells], observed)
-        favours = observed > ballot_mean + 1e-9 and observed > draft_mean + 1e-9
+        observed = sum(c[0] for c in pair_cells)
+        ballot_mean = sum(sum(c[1]) / len(c[1]) for c in pair_cells)
+        raw = sum(c[2] for c in pair_cells)
+        draft_mean = sum(sum(c[3]) / len(c[3]) for c in pair_cells)
+        draft_var = sum(statistics.pvariance(c[3]) for c in pair_cells)
+        effect = (raw - draft_mean) / len(pair_cells)
+        p_ballot = _upper_tail([c[1] for c in pair_cells], observed)
+        p_draft = 0.5 * math.erfc((raw - draft_mean) / math.sqrt(2 * draft_var)) if draft_var > 0 else 1.0
+        favours = observed > ballot_mean + 1e-9 and raw > draft_mean + 1e-9
         tested.append((a, b, effect, len(pair_cells), max(p_ballot, p_draft), p_ballot, p_draft, favours))
     # Holm: the i-th smallest of K p-values is multiplied by K − i, adjusted values kept monotone
     tested.sort(key=lambda t: (t[4], -t[2], str(t[0]), str(t[1])))
@@ -554,6 +562,34 @@ def blocs(votes: Iterable[AuditVote], *, significance: float = SIGNIFICANCE) -> 
         out.append(BlocPair(a, b, effect, n, p_value, running, running < significance and favours, p_ballot,
                             p_draft))  # fmt: skip
     return tuple(out)
+
+
+def _offsets(ballots: Mapping[Key, Sequence[AuditVote]], *, rounds: int = 500) -> dict[UUID, float]:
+    """Each judge's offset h in the two-way fit score ≈ quality(draft) + h(judge) (least squares, by alternating
+    means until it settles; mean offset 0). Adding a constant to one judge's scores moves its own offset by that
+    constant and every score minus its judge's offset by one common amount, so the within-draft test is unchanged."""
+    votes = [(voter, (vote.epoch, vote.target), vote.score)
+             for (_, voter), ballot in ballots.items() for vote in ballot]  # fmt: skip
+    if not votes:
+        return {}
+    offset = dict.fromkeys((v for v, _, _ in votes), 0.0)
+    quality: dict[tuple[int, UUID], float] = {}
+    for _ in range(rounds):
+        sums: dict[tuple[int, UUID], list[float]] = defaultdict(list)
+        for voter, draft, score in votes:
+            sums[draft].append(score - offset[voter])
+        quality = {draft: statistics.fmean(s) for draft, s in sums.items()}
+        gaps: dict[UUID, list[float]] = defaultdict(list)
+        for voter, draft, score in votes:
+            gaps[voter].append(score - quality[draft])
+        new = {voter: statistics.fmean(g) for voter, g in gaps.items()}
+        centre = statistics.fmean(new.values())
+        new = {voter: h - centre for voter, h in new.items()}
+        moved = max(abs(new[v] - offset[v]) for v in new)
+        offset = new
+        if moved < 1e-12:
+            break
+    return offset
 
 
 def _upper_tail(multisets: Sequence[tuple[float, ...]], observed: float) -> float:
