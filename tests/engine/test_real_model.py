@@ -59,4 +59,7 @@ async def test_three_real_epochs(store: Store, migrated_url: str) -> None:
     assert sum(1 for a in agents if a[1] > 0) == 3
     assert sum(1 for a in agents if a[0] == "alive") == 5
     tokens = _q(migrated_url, "SELECT min(completion_tokens), max(completion_tokens), bool_or(truncated) FROM drafts")
-    assert tokens[0][0] > 0 and tokens[0][1] <= 48
+    # the cap holds to within one character: llama-cpp-python finishes a multi-byte UTF-8 character it has started
+    # before it checks max_tokens (Llama._create_completion's "multibyte_fix"), so a draft cut at the cap may carry
+    # up to 3 more tokens
+    assert tokens[0][0] > 0 and tokens[0][1] <= 48 + 3
