@@ -52,14 +52,14 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from bench.process import REPO, ChildServer
+
 SCENARIOS = ("honest", "position", "harsh", "clique", "injection", "mixed")
 ROSTER_SIZE = 5
 TOPIC = "Time, measured and lived"
@@ -235,52 +235,18 @@ def server_script(plans: Sequence[BookPlan], *, seed: int, noise: float, draft_d
 
 
 # ---------------------------------------------------------------------------------------------------- processes
-class JudgeServerProcess:
+class JudgeServerProcess(ChildServer):
     """``bench.judge_server`` in a child process on a free loopback port."""
 
+    module = "bench.judge_server"
+
     def __init__(self, config: Path) -> None:
+        super().__init__()
         self.config = config
-        self.process: subprocess.Popen[str] | None = None
-        self.root = ""
 
     def __enter__(self) -> JudgeServerProcess:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.judge_server", "--port", "0", "--config", str(self.config)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=str(REPO),
-        )  # fmt: skip
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if "listening on " not in line:
-            err = self.process.stderr.read() if self.process.stderr else ""
-            self.process.kill()
-            raise RuntimeError(f"the judge server did not start: {line}{err}")
-        self.root = line.rsplit("listening on ", 1)[1].strip().removesuffix("/v1")
+        self._start("--config", str(self.config))
         return self
-
-    @property
-    def base_url(self) -> str:
-        return self.root + "/v1"
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(self.root + path, data=data, method=method,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return json.loads(response.read())
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            for stream in (self.process.stdout, self.process.stderr):
-                if stream is not None:
-                    stream.close()
-            self.process = None
 
 
 def cli_env(data_dir: Path, database_url: str | None, engine_src: Path | None) -> dict[str, str]:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from spacetime.domain import Agent, Draft, DraftScore, FinishReason, Persona, Vote
+from spacetime.errors import EpochUnjudged
 from spacetime.rules.selection import Verdict, collapse, judge, pick_loser, pick_winner, verdict_confidence
 
 
@@ -181,5 +182,5 @@ def test_judge_refuses_an_epoch_without_a_counted_vote() -> None:
     agents = agents_of(3, random.Random(1))
     drafts = [draft(a) for a in agents]
     lone = [Vote(agents[0].agent_id, agents[1].agent_id, 7, "")]  # one score: no scale, not counted
-    with pytest.raises(ValueError, match="no counted vote"):
+    with pytest.raises(EpochUnjudged, match="no counted vote"):
         judge(drafts, lone, agents, random.Random(0))

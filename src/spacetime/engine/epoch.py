@@ -19,7 +19,7 @@ from spacetime.engine.burst import burst
 from spacetime.engine.events import Listener
 from spacetime.engine.judgment import judgment
 from spacetime.engine.seats import Seat
-from spacetime.errors import EpochShort, EpochUnjudged
+from spacetime.errors import EpochShort
 from spacetime.ports import Embedder
 from spacetime.prompts import render
 from spacetime.rules.anonymize import assign_aliases, review_orders
@@ -28,7 +28,7 @@ from spacetime.rules.audit import to_json as audit_json
 from spacetime.rules.ballot import judge_copy, neutralise
 from spacetime.rules.canon import DraftContext, Passage, split_title
 from spacetime.rules.masking import mask_identities
-from spacetime.rules.scoring import adjusted_ballots, draft_penalties
+from spacetime.rules.scoring import draft_penalties
 from spacetime.rules.selection import judge
 
 MIN_DRAFTS = 3
@@ -129,8 +129,6 @@ async def run_epoch(
         embed_drafts(embedder, drafts),
     )
     votes = [v for b in ballots for v in b.votes]
-    if not adjusted_ballots(drafts, votes, {a: (p.truncation, p.lateness) for a, p in penalties.items()}):
-        raise EpochUnjudged(len(drafts))
     flagged = {d.agent_id for d in drafts if d.flags}
     verdict = judge(drafts, votes, [s.agent for s in seats], rng, flagged=flagged, penalties=penalties)
     decision = verdict.decision

@@ -8,6 +8,7 @@ from typing import NamedTuple
 from uuid import UUID
 
 from spacetime.domain import Agent, CollapseDecision, Draft, DraftScore, RatingChange, Vote
+from spacetime.errors import EpochUnjudged
 from spacetime.rules.rating import Skill, elo_from_pairs, pair_results, plackett_luce_update, with_forfeits
 from spacetime.rules.scoring import (
     BOOTSTRAP_REPLICATES,
@@ -156,14 +157,14 @@ def judge(
 
     ``agents`` are the living agents at the table (an agent among them with no draft forfeited: it is ranked last
     in every counted ballot). The bootstrap draws from its own generator seeded from ``rng``, then ``collapse``
-    draws its tie-breaks from ``rng``. Raises ``ValueError`` when no ballot is counted (the engine checks first and
-    retries the epoch).
+    draws its tie-breaks from ``rng``. Raises ``EpochUnjudged`` when no ballot is counted (the Director retries the
+    epoch).
     """
     penalties = draft_penalties(drafts) if penalties is None else penalties
     pairs = {a: (p.truncation, p.lateness) for a, p in penalties.items()}
     ballots = adjusted_ballots(drafts, votes, pairs)
     if not ballots:
-        raise ValueError("judge: no counted vote")
+        raise EpochUnjudged(len(drafts))
     boot = random.Random(rng.getrandbits(64))
     samples = bootstrap(ballots, boot, replicates=replicates) if replicates > 0 else []
     scores = with_intervals(score_drafts(drafts, votes, pairs), samples)
