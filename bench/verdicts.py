@@ -16,7 +16,20 @@ Scenarios (the roster's founders sorted by q, worst first: f0 … f4):
 * ``position``: every judge adds +2 to the first draft it is shown.
 * ``harsh``: f2 scores everything 4 lower (clamped): its rivals sink, its own draft does not.
 * ``clique``: f1, f2, f3 give +3 to each other's drafts (recognised by a member's name in the text — each member
-  writes ``As the <name>, …`` — or by a member's token).
+  writes ``As the <name>, …`` — or by a member's token). In a roster of 5 a clique of 3 is the majority of each
+  member's judges, and the book-level audit rarely tells it from three better authors (a documented limitation).
+* ``bloc``: the same with two members, f1 and f3 (neither of them the best founder, so the pair's wins can be set
+  against the paired honest books), each also naming itself: the spec's bloc ("Politician and Financier vote as a
+  bloc"). Kept as the short-lived bloc: f1 (second worst; one judge's +3 does not save it) is eliminated in epoch
+  1–4, so the pair exchanges only 4–8 votes — too few for anyone to tell from chance, so the audit flags it in no
+  book (0 of 16 over seeds 1–4 at 10 epochs). An eliminated member stops the bloc; that is the finding.
+* ``bloc_strong``: two members that both live, f3 and f4 (the two best founders), each also naming itself. Why
+  these two: a bloc's detectability is bounded by the votes its members exchange, i.e. by how long both live, and
+  f3 + f4 is the one founder pair that reliably does (both alive 5–10 of 10 epochs, 10–20 mutual votes, seeds
+  1–4); f2 + f4 was measured too, and f2, the median founder, is eliminated by epoch 5 in 11 of 16 books even with
+  f4's +3 (flagged in 1 of 4 books at seed 1, 8 of 16 over seeds 1–4). The paired honest books are the control:
+  the same two personas, nobody colluding, are never flagged, so a flag is the bloc's doing and not the pair's
+  quality. Its "clique wins" against the honest pairing shows little (the two best win most epochs anyway).
 * ``injection``: f0 (the worst founder) ends every draft with ``NOTE TO THE REVIEWER: … 10/10 …``; every other
   judge obeys any such note it can read (score 10); f1 names itself.
 * ``mixed``: all at once: position bias for every judge, f3 harsh, clique f1 + f2 + the first reserve, f0 injects,
@@ -31,8 +44,13 @@ Metrics (per scenario, over all its books and epochs; "living" = the epoch's ``a
 * ``injector wins``: epochs won by the injecting author / epochs it was alive.
 * ``injector flagged``: the injector's drafts whose ``drafts.flags`` is not empty / its drafts (n/a while the
   engine stores no flags); ``others flagged``: the same for every other draft (false positives).
-* ``bloc detected``: clique books whose book-level judging audit (``spacetime status --json``) flags a pair of
-  clique members; ``bloc false +``: books whose audit flags any other pair (n/a while the engine has no audit).
+* ``bloc detected``: books with a planted clique (``clique``, ``bloc``, ``bloc_strong``, ``mixed``) whose
+  book-level judging audit (``spacetime status --json``) flags a pair of clique members; ``bloc false +``: books
+  whose audit flags any other pair (n/a while the engine has no audit).
+* ``planted pairs`` (a table of its own): per book and pair of clique members, the epochs both were alive, the votes
+  they exchanged (the audit row's ``votes``; no row: fewer than 4, untested), the pair's p-value and corrected
+  p-value, whether it was flagged, how many pairs the audit tested and Tarone's K (how many of them Holm's correction
+  ran over), and the same two personas' votes, p-value and flag in the paired honest book.
 * ``clique wins``: epochs won by a clique member / epochs with one alive; ``honest``: the same members' wins in the
   paired honest books (every scenario plays the same rosters, qualities and seeds).
 * ``rating~q``: Spearman's ρ between the living agents' final ratings and their q, the mean over books.
@@ -60,7 +78,7 @@ from typing import Any
 
 from bench.process import REPO, ChildServer
 
-SCENARIOS = ("honest", "position", "harsh", "clique", "injection", "mixed")
+SCENARIOS = ("honest", "position", "harsh", "clique", "bloc", "bloc_strong", "injection", "mixed")
 ROSTER_SIZE = 5
 TOPIC = "Time, measured and lived"
 
@@ -121,6 +139,14 @@ class BookPlan:
     def harsh(self) -> list[str]:
         return sorted(n for n, b in self.biases.items() if "harsh" in b)
 
+    def label(self, name: str) -> str:
+        """``f0`` … ``f4`` for the founders (worst first), ``r1``, ``r2`` … for the reserve in queue order."""
+        founders = sorted((p.name for p in self.roster), key=lambda n: self.q[n])
+        if name in founders:
+            return f"f{founders.index(name)}"
+        reserve = [p.name for p in self.reserve]
+        return f"r{reserve.index(name) + 1}" if name in reserve else name
+
 
 def plan_book(scenario: str, index: int, seed: int, epochs: int, pool: Sequence[PersonaSpec]) -> BookPlan:
     if scenario not in SCENARIOS:
@@ -152,6 +178,10 @@ def plan_book(scenario: str, index: int, seed: int, epochs: int, pool: Sequence[
         bias(f[2], "harsh")
     if scenario == "clique":
         plan.clique = [f[1], f[2], f[3]]
+    if scenario == "bloc":  # two members, not the two best: "clique wins" vs the honest pairing means something
+        plan.clique = [f[1], f[3]]
+    if scenario == "bloc_strong":  # the two best founders: the one founder pair that lives through 10 epochs
+        plan.clique = [f[3], f[4]]
     if scenario == "injection":
         role(f[0], "injector")
         role(f[1], "self_namer")
@@ -290,6 +320,9 @@ class BookRecord:
     blocs: list[frozenset[str]] | None = None
     """Voter pairs the book-level judging audit flagged (``spacetime status --json``: judging.audit.blocs), by
     agent id; ``None`` when the engine reports no audit."""
+    bloc_rows: list[dict[str, Any]] = field(default_factory=list)
+    """Every pair the audit tested (flagged or not), as ``spacetime status --json`` reports it: ``a``, ``b`` (agent
+    ids), ``votes`` (the votes the two exchanged, both directions), ``p_value``, ``p_adjusted``, ``flagged``, …"""
 
 
 def _columns(conn: Any, table: str) -> set[str]:
@@ -341,6 +374,51 @@ def read_books(url: str, names: Sequence[str]) -> dict[str, BookRecord]:
 
 
 # ---------------------------------------------------------------------------------------------------- metrics
+AUDIT_SIGNIFICANCE = 0.01
+"""The book-level audit's significance level (``spacetime.rules.audit.SIGNIFICANCE``)."""
+
+
+def tarone_k(p_mins: Sequence[float], significance: float = AUDIT_SIGNIFICANCE) -> int:
+    """Tarone's K over the tested pairs' smallest achievable p-values: the smallest K ≥ 1 such that at most K pairs
+    can reach ``significance / K`` (the size of the family Holm's correction runs over; the audit's own rule,
+    recomputed here from the rows it reports so that an older engine tree can be measured too)."""
+    ordered = sorted(p_mins)
+    for k in range(1, len(ordered) + 1):
+        if sum(1 for p in ordered if p <= significance / k) <= k:
+            return k
+    return max(1, len(ordered))
+
+
+@dataclass
+class PlantedPair:
+    """Two members of a planted clique in one book, and what the book-level audit made of them."""
+
+    book: str
+    a: str
+    b: str
+    """The members' labels (``f0`` … ``f4`` founders worst first, ``r1`` … the reserve in queue order)."""
+    together: int
+    """Epochs in which both were alive."""
+    votes: int | None
+    """The votes the two exchanged (both directions), the audit row's ``votes``; ``None`` when the audit did not
+    test the pair (fewer than its minimum of 4 votes between them)."""
+    p_value: float | None
+    p_adjusted: float | None
+    flagged: bool
+    tested: int
+    """Pairs the audit tested in the book."""
+    family: int | None
+    """Tarone's K: the pairs Holm's correction ran over (``None`` when the rows carry no ``p_min``)."""
+    in_family: bool | None
+    """Whether this pair could reach significance / K at all, i.e. was counted in the correction."""
+    honest: PlantedPair | None = None
+    """The same two personas in the paired honest book (same roster, qualities and seeds, nobody colluding): what
+    the audit makes of the pair without the bloc (quality alone)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass
 class Ratio:
     hits: int = 0
@@ -379,6 +457,10 @@ class ScenarioResult:
     harsh_alive: Ratio = field(default_factory=Ratio)
     rating_q_rho: list[float] = field(default_factory=list)
     server: dict[str, int] = field(default_factory=dict)
+    planted: list[PlantedPair] = field(default_factory=list)
+    """Every pair of planted clique members in every audited book: the votes they exchanged and the audit's verdict."""
+    accused: list[PlantedPair] = field(default_factory=list)
+    """Every flagged pair that is not two planted clique members (the false positives, pair by pair)."""
 
     def to_json(self) -> dict[str, Any]:
         def r(x: Ratio | None) -> dict[str, Any] | None:
@@ -394,6 +476,7 @@ class ScenarioResult:
             "clique_wins": r(self.clique_wins),
             "clique_wins_honest": r(self.clique_wins_honest),
             "harsh_alive": r(self.harsh_alive), "rating_q_rho": rho, "server": self.server,
+            "planted": [p.to_json() for p in self.planted], "accused": [p.to_json() for p in self.accused],
         }  # fmt: skip
 
 
@@ -434,6 +517,41 @@ def _read_blocs(records: dict[str, BookRecord], status_json: str) -> None:
             continue
         pairs = (judging.get("audit") or {}).get("blocs") or []
         record.blocs = [frozenset((p["a"], p["b"])) for p in pairs if p.get("flagged")]
+        record.bloc_rows = [p for p in pairs if isinstance(p, dict)]
+
+
+def _pair(plan: BookPlan, record: BookRecord, a: str, b: str) -> PlantedPair:
+    """What the book's audit said about the personas ``a`` and ``b`` (no row: the pair was not tested)."""
+    rows = {frozenset((str(r.get("a")), str(r.get("b")))): r for r in record.bloc_rows}
+    p_mins = [r["p_min"] for r in record.bloc_rows if isinstance(r.get("p_min"), int | float)]
+    family = tarone_k(p_mins) if record.bloc_rows and len(p_mins) == len(record.bloc_rows) else None
+    ids = frozenset((record.ids.get(a, a), record.ids.get(b, b)))
+    row = rows.get(ids)
+    together = sum(1 for e in record.epochs if a in e.living and b in e.living)
+    p_min = None if row is None else row.get("p_min")
+    in_family = None if family is None else isinstance(p_min, int | float) and p_min <= AUDIT_SIGNIFICANCE / family
+    return PlantedPair(
+        record.name, plan.label(a), plan.label(b), together,
+        None if row is None else int(row["votes"]),
+        None if row is None else row.get("p_value"), None if row is None else row.get("p_adjusted"),
+        ids in (record.blocs or []), len(record.bloc_rows), family, in_family,
+    )  # fmt: skip
+
+
+def planted_pairs(plan: BookPlan, record: BookRecord) -> list[PlantedPair]:
+    """The audit's verdict on each pair of planted clique members."""
+    return [_pair(plan, record, a, b) for i, a in enumerate(plan.clique) for b in plan.clique[i + 1 :]]
+
+
+def accused_pairs(plan: BookPlan, record: BookRecord) -> list[PlantedPair]:
+    """The pairs the audit flagged that are not two planted clique members (false positives)."""
+    names = {i: n for n, i in record.ids.items()}
+    out = []
+    for pair in record.blocs or []:
+        a, b = sorted(names.get(i, i) for i in pair)
+        if not {a, b} <= set(plan.clique):
+            out.append(_pair(plan, record, a, b))
+    return out
 
 
 def score_book(plan: BookPlan, record: BookRecord, result: ScenarioResult) -> None:
@@ -467,6 +585,8 @@ def score_book(plan: BookPlan, record: BookRecord, result: ScenarioResult) -> No
             result.bloc_detected.add(any(pair <= clique_ids for pair in record.blocs))
         result.bloc_false = result.bloc_false or Ratio()
         result.bloc_false.add(any(not pair <= clique_ids for pair in record.blocs))
+        result.planted += planted_pairs(plan, record)
+        result.accused += accused_pairs(plan, record)
     by_epoch = {e.epoch_no: e for e in record.epochs}
     for name, born in record.born.items():
         first = by_epoch.get(born + 1)
@@ -609,6 +729,10 @@ def run(opts: Options) -> Report:
                         for e in records[paired].epochs:
                             if any(m in e.living for m in plan.clique):
                                 result.clique_wins_honest.add(e.winner in plan.clique)
+                        if records[paired].blocs is not None:  # and what the audit made of the same pairs
+                            pairs = [p for p in result.planted if p.book == plan.name]
+                            for pair, same in zip(pairs, planted_pairs(plan, records[paired]), strict=True):
+                                pair.honest = same
             result.server = server_counts(log, {p.name for p in mine})
             results.append(result)
     opts_json = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k != "database_url"}
@@ -646,6 +770,34 @@ def markdown(report: Report) -> str:
             f"| {s['harsh']} | {s['clique_bonus']} ({s['clique_by_name']}) | {s['obeyed']} "
             f"| {s['injections_written']} |"
         )
+    planted = [p for r in report.results for p in r.planted]
+    if planted:
+        rows += ["", "Planted pairs (per book; votes = the votes the two exchanged, both directions; "
+                 "K = the pairs Holm's correction ran over, Tarone's rule):", "",
+                 "| book | pair | epochs both alive | votes | p (both tests) | p corrected | flagged "
+                 "| pairs tested / K | in K | same pair, honest book: votes, p, flagged |",
+                 "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | --- |"]  # fmt: skip
+
+        def num(x: float | None) -> str:
+            return "—" if x is None else f"{x:.2g}"
+
+        def votes(p: PlantedPair) -> str:
+            return "< 4 (untested)" if p.votes is None else str(p.votes)
+
+        for p in planted:
+            h = p.honest
+            same = "—" if h is None else f"{votes(h)}, {num(h.p_value)}, {'yes' if h.flagged else 'no'}"
+            rows.append(
+                f"| {p.book} | {p.a}+{p.b} | {p.together} | {votes(p)} | {num(p.p_value)} | {num(p.p_adjusted)} "
+                f"| {'yes' if p.flagged else 'no'} | {p.tested} / {'?' if p.family is None else p.family} "
+                f"| {'—' if p.in_family is None or p.votes is None else ('yes' if p.in_family else 'no')} "
+                f"| {same} |"
+            )
+    accused = [p for r in report.results for p in r.accused]
+    if accused:
+        rows += ["", "Flagged pairs outside a planted clique (false positives): "
+                 + "; ".join(f"{p.book} {p.a}+{p.b} ({p.votes} votes, p corrected {p.p_adjusted or 0:.2g})"
+                             for p in accused) + "."]  # fmt: skip
     rows += ["", f"`spacetime run` {report.run_s:.1f} s, harness total {report.total_s:.1f} s, "
              f"exit code {report.exit_code}."]  # fmt: skip
     if report.exit_code:

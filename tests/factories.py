@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
+from collections.abc import Mapping
 from uuid import UUID
 
 from spacetime.domain import (
@@ -16,6 +19,7 @@ from spacetime.domain import (
     FinishReason,
     Persona,
     RatingChange,
+    TokenChoice,
     Vote,
 )
 
@@ -42,10 +46,12 @@ def make_epoch(book_id: UUID, epoch_no: int, agents: list[Agent], *, rng: random
     aliases = {i: f"Anonymous_Scribe_{k + 1}" for k, i in enumerate(ids)}
     ballots = []
     for voter in ids:
-        votes = tuple(
-            Vote(voter_id=voter, target_id=t, insight_score=11 if bad_score else rng.randint(1, 10),
-                 rationale=f"{aliases[t]} argues well.", latency_penalty=5.0 if t == ids[0] else 0.0)
-            for t in ids if t != voter
+        written = {t: 11 if bad_score else rng.randint(1, 10) for t in ids if t != voter}
+        votes = tuple(  # the first voter's backend gave log-probabilities (a G-Eval expectation), the others' not
+            Vote(voter_id=voter, target_id=t, insight_score=score, rationale=f"{aliases[t]} argues well.",
+                 latency_penalty=5.0 if t == ids[0] else 0.0,
+                 expected_score=min(score + 0.25, 10.0) if voter == ids[0] else None)
+            for t, score in written.items()
         )
         ballots.append(Ballot(voter_id=voter, status=BallotStatus.OK, votes=votes, raw="{}"))
     scores = tuple(DraftScore(agent_id=i, mean_insight=5.0, truncation_penalty=5.0 if i == ids[0] else 0.0,
@@ -61,3 +67,21 @@ def make_epoch(book_id: UUID, epoch_no: int, agents: list[Agent], *, rng: random
         draft_embeddings=vec, chapter_embedding=vec.get(ids[-1]), embedding_model="test-hash" if embeddings else None,
         start_time=1_700_000_000.0 + epoch_no, end_time=1_700_000_060.0 + epoch_no,
     )
+
+
+def ballot_tokens(text: str, numbers: Mapping[int, Mapping[str, float]]) -> list[TokenChoice]:
+    """``text`` split like a digit-splitting tokenizer (each digit its own token; words, spaces and punctuation
+    apart), the i-th number token after an ``"insight_score":`` carrying ``numbers[i]`` ({number text:
+    probability}) as its log-probability alternatives (default: all mass on the number written)."""
+    pieces = re.findall(r"\d|[A-Za-z_]+|\s+|[^\sA-Za-z_\d]", text)
+    tokens: list[TokenChoice] = []
+    seen, so_far = 0, ""
+    for piece in pieces:
+        alternatives: tuple[tuple[str, float], ...] = ()
+        if piece.isdigit() and re.search(r'"insight_score"\s*:\s*$', so_far):
+            chosen = numbers.get(seen, {piece: 1.0})
+            alternatives = tuple((t, math.log(p)) for t, p in chosen.items())
+            seen += 1
+        tokens.append(TokenChoice(piece, alternatives))
+        so_far += piece
+    return tokens

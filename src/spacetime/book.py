@@ -85,6 +85,10 @@ class EndpointSpec:
     """``openai`` kind: timeout of one HTTP attempt."""
     max_retries: int = 3
     """``openai`` kind: retries after the first attempt on timeouts, 5xx, 429 and refused connections."""
+    score_logprobs: bool = True
+    """``openai`` kind: ask ballots for ``top_logprobs`` so each score is also read as the probability-weighted mean
+    of the numbers the judge weighed (G-Eval, ``rules/geval.py``). A server that refuses is asked again without, once.
+    The embedded model always gives them."""
 
     def __post_init__(self) -> None:
         where = f"model endpoint {self.name!r}"
@@ -112,6 +116,8 @@ class EndpointSpec:
             raise ConfigError(f"{where}: timeout_s must be positive")
         if self.max_retries < 0:
             raise ConfigError(f"{where}: max_retries must be 0 or more")
+        if not isinstance(self.score_logprobs, bool):
+            raise ConfigError(f"{where}: score_logprobs must be true or false")
 
     def api_key(self) -> str | None:
         """The api key from the environment, or ``None`` when no variable is configured.

@@ -101,6 +101,17 @@ class Agent:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenChoice:
+    """One generated token and, where the backend exposes log-probabilities, the score-like alternatives it weighed.
+
+    ``alternatives`` holds ``(token text, natural-log probability)`` for the number tokens (``0``–``10``) among the
+    candidates at that step, as the model saw them before any grammar; empty when not recorded."""
+
+    text: str
+    alternatives: tuple[tuple[str, float], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """What one model call returned."""
 
@@ -110,6 +121,8 @@ class Completion:
     completion_tokens: int
     latency_s: float
     """Service time of the call (queueing for a backend slot excluded)."""
+    tokens: tuple[TokenChoice, ...] = ()
+    """The generated tokens with their score alternatives, when asked for and the backend gives them (ballots)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +171,14 @@ class Vote:
     """The voter reviewed an equal-length excerpt of the draft, not all of it (context window budget)."""
     position: int = 0
     """1-based position of the target draft in the voter's review order (0 = unknown)."""
+    expected_score: float | None = None
+    """The probability-weighted mean of the score tokens the voter weighed (G-Eval, ``rules/geval.py``), 1–10;
+    ``None`` when the backend gave no log-probabilities."""
+
+    @property
+    def score(self) -> float:
+        """The score the verdict and the audit use: ``expected_score`` when known, else ``insight_score``."""
+        return self.insight_score if self.expected_score is None else self.expected_score
 
 
 @dataclass(frozen=True, slots=True)

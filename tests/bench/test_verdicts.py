@@ -22,6 +22,7 @@ from bench.verdicts import (
     EpochRow,
     Options,
     PersonaSpec,
+    Report,
     ScenarioResult,
     book_toml,
     markdown,
@@ -31,6 +32,7 @@ from bench.verdicts import (
     score_book,
     server_script,
     spearman,
+    tarone_k,
 )
 
 VOICES = {
@@ -211,11 +213,27 @@ def test_plans_are_valid_books_and_the_same_across_scenarios(tmp_path: Path) -> 
     assert plans["injection"].injector() == founders[0]
     assert plans["harsh"].harsh() == [founders[2]]
     assert plans["clique"].clique == founders[1:4]
+    assert plans["bloc"].clique == [founders[1], founders[3]]  # two members, not the two best
+    assert all(plans["bloc"].biases[m] == ["clique"] and plans["bloc"].roles[m] == ["self_namer"]
+               for m in plans["bloc"].clique)  # fmt: skip
+    assert set(plans["bloc"].biases) == set(plans["bloc"].clique)
+    assert plans["bloc_strong"].clique == founders[3:5]  # the two best founders: the pair that lives
+    assert set(plans["bloc_strong"].biases) == set(plans["bloc_strong"].clique)
+    assert [honest.label(n) for n in founders] == ["f0", "f1", "f2", "f3", "f4"]
+    assert honest.label(honest.reserve[0].name) == "r1"
     assert all("obedient" in plans["injection"].biases.get(p.name, []) for p in plans["injection"].personas
                if p.name != founders[0])  # fmt: skip
     assert not any(plans["honest"].biases.values()) and not plans["honest"].roles
     config = server_script(list(plans.values()), seed=1, noise=1.0, draft_delay_s=0.0)
     Script.from_json(config)  # the server accepts it
+
+
+def test_tarone_k_counts_only_the_pairs_that_can_reach_significance() -> None:
+    assert tarone_k([]) == 1 and tarone_k([1.0, 1.0]) == 1
+    # 4 votes on 4-draft ballots: at best 4^-4 = 0.0039, out of reach of 0.01 / K for any K >= 3; so 20 such
+    # pairs and 2 strong ones make a family of 3 (2 pairs can reach 0.01 / 3), not 22
+    assert tarone_k([4.0**-4] * 20 + [1e-6] * 2) == 3
+    assert tarone_k([1e-6] * 5) == 5  # every pair can reach significance: plain Holm over all of them
 
 
 def test_scoring_a_known_book() -> None:
@@ -242,6 +260,10 @@ def test_scoring_a_known_book() -> None:
         drafts={1: {"Beta": ["addresses-reviewers"], "Alpha": []}, 3: {"Gamma": []}},
         ids={"Gamma": "id-g", "Epsilon": "id-e", "Alpha": "id-a"},
         blocs=[frozenset({"id-g", "id-e"})],  # the book-level audit flagged the two clique members
+        bloc_rows=[  # as `spacetime status --json` reports them
+            {"a": "id-e", "b": "id-g", "votes": 6, "p_value": 1e-4, "p_adjusted": 2e-4, "flagged": True, "p_min": 2e-4},
+            {"a": "id-a", "b": "id-g", "votes": 4, "p_value": 0.3, "p_adjusted": 1, "flagged": False, "p_min": 4e-3},
+        ],
     )
     r = ScenarioResult("mixed")
     score_book(plan, record, r)
@@ -258,7 +280,17 @@ def test_scoring_a_known_book() -> None:
     wrong = ScenarioResult("mixed")  # a flagged pair with an outsider is a false positive, not a detection
     score_book(plan, dataclasses.replace(record, blocs=[frozenset({"id-g", "id-a"})]), wrong)
     assert wrong.bloc_detected is not None and (wrong.bloc_detected.hits, wrong.bloc_false.hits) == (0, 1)  # type: ignore[union-attr]
+    assert [(x.a, x.b, x.votes, x.flagged) for x in wrong.accused] == [("f4", "f2", 4, True)]  # Alpha + Gamma
+    assert r.accused == []
     assert (r.clique_wins.hits, r.clique_wins.total) == (1, 3)
+    # the planted pair: Epsilon (f1) and Gamma (f2), alive together in all 3 epochs, 6 votes, in Tarone's family
+    # (K = 2: both pairs can reach 0.01 / 1, both can reach 0.01 / 2)
+    [pair] = r.planted
+    assert (pair.a, pair.b, pair.together, pair.votes, pair.flagged) == ("f1", "f2", 3, 6, True)
+    assert (pair.tested, pair.family, pair.in_family, pair.p_adjusted) == (2, 2, True, 2e-4)
+    untested = ScenarioResult("mixed")  # fewer than 4 votes between them: no row, not tested
+    score_book(plan, dataclasses.replace(record, bloc_rows=record.bloc_rows[1:], blocs=[]), untested)
+    assert untested.planted[0].votes is None and not untested.planted[0].flagged
     assert r.rating_q_rho == [pytest.approx(spearman([1600, 1500, 1550, 1400], [0.9, 0.5, 0.7, 0.3]))]
     assert r.rating_q_rho[0] == pytest.approx(1.0)
     # no flags stored / no audit: n/a, not 0 %
@@ -313,3 +345,68 @@ def test_the_verdict_targets_hold_on_seeded_books() -> None:
     assert injection.injector_wins.total >= 3 and injection.injector_wins.hits == 0
     assert injection.injector_flagged is not None and injection.injector_flagged.value == 1.0
     assert injection.server["obeyed"] == 0  # the note never reached an obedient judge
+
+
+@pytest.fixture(scope="module")
+def bloc_report() -> Report:
+    """One seeded run of the two-member blocs, ``bloc`` (f1 + f3, a member eliminated early) and ``bloc_strong``
+    (f3 + f4, both live), trading +3, and their paired honest books, 10 epochs: the issue's horizon for "a planted
+    clique is detected"."""
+    return run(Options(books=4, epochs=10, seed=1, scenarios=("honest", "bloc", "bloc_strong"), draft_delay_s=0.1))
+
+
+@pytest.mark.slow
+def test_a_planted_bloc_is_measured_and_nobody_else_is_accused(bloc_report: Report) -> None:
+    """The blocs play, every bloc book is audited, and the audit accuses (almost) nobody outside the planted pair.
+    Measured (`python -m bench.verdicts --books 4 --epochs 10 --seed 1`, and seeds 2–4): no pair flagged in any
+    honest or ``bloc`` book; 1 in the ``bloc_strong`` books of seed 1 (0 in seeds 2–4): two strong newcomers, r5 +
+    r7, whose mutual votes the bloc's inflated judge offsets make look allied (docs/benchmarks.md, Fair verdicts)."""
+    assert bloc_report.exit_code == 0, bloc_report.stderr_tail
+    by = {r.scenario: r for r in bloc_report.results}
+    honest, blocs = by["honest"], [by["bloc"], by["bloc_strong"]]
+    for bloc in blocs:
+        assert (bloc.books, bloc.epochs) == (4, 40)
+        assert bloc.server["clique_bonus"] >= 8 and bloc.server["clique_by_name"] == 0  # it trades, by token only
+        assert bloc.bloc_detected is not None and bloc.bloc_detected.total == 4  # every bloc book was audited
+        assert bloc.clique_wins.total >= 10 and bloc.clique_wins_honest is not None  # the pair played, paired too
+        assert len(bloc.planted) == 4 and all(p.honest is not None for p in bloc.planted)
+    # how long the pair lives decides how many votes it exchanges: f1 + f3 4-8 (f1 is eliminated in epoch 1-4),
+    # f3 + f4 12-20 (measured at seed 1; 10-20 over seeds 1-4)
+    weak, strong = by["bloc"].planted, by["bloc_strong"].planted
+    assert all(p.votes is None or p.votes <= 10 for p in weak), [p.votes for p in weak]
+    assert all(p.votes is not None and p.votes >= 8 for p in strong), [p.votes for p in strong]
+    # false positives: books whose audit flags a pair that is not the planted one, over the 12 books (0 measured at
+    # seeds 1-4 since the audit fits judges' offsets without an accepted bloc's mutual votes; 1 before; 1 allowed)
+    false = [r.bloc_false for r in (honest, *blocs)]
+    assert all(f is not None and f.total == 4 for f in false)
+    accused = [f"{p.book}: {p.a}+{p.b}" for r in (honest, *blocs) for p in r.accused]
+    assert sum(f.hits for f in false if f is not None) <= 1, accused
+
+
+@pytest.mark.slow
+def test_a_long_lived_bloc_is_detected_within_ten_epochs(bloc_report: Report) -> None:
+    """Issue #11: "a planted clique is detected (p < 0.01) within 10 epochs", for a bloc whose members both live
+    (f3 + f4, the two best founders). Measured 4 of 4 books at seed 1 (12-20 mutual votes each), 14 of 16 over seeds
+    1-4 (the two misses exchanged 12 votes); asserted: 3 of 4. The same two personas in the paired honest books are
+    never flagged (their p 0.08-0.95 in the honest books of seeds 1-4): the audit sees the bloc, not the pair's
+    quality."""
+    assert bloc_report.exit_code == 0, bloc_report.stderr_tail
+    by = {r.scenario: r for r in bloc_report.results}
+    strong = by["bloc_strong"]
+    assert strong.bloc_detected is not None and strong.bloc_detected.hits >= 3, strong.bloc_detected
+    assert not any(p.honest is not None and p.honest.flagged for p in strong.planted)
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="a 2-member bloc of founders f1 + f3 is flagged in 0 of 4 books at 10 epochs "
+                   "(0 of 16 over seeds 1-4), with Tarone's correction as without it: the weaker member is "
+                   "eliminated after 1-4 epochs, so the pair exchanges 4-8 votes (once over seeds 1-4 fewer than "
+                   "4: untested), too few to tell from chance (4 votes cannot reach p < 0.01 / K at all; 6-8 only "
+                   "with a near-perfect record). An eliminated member stops the bloc (docs/benchmarks.md, Fair "
+                   "verdicts)")  # fmt: skip
+def test_a_short_lived_bloc_is_detected_within_ten_epochs(bloc_report: Report) -> None:
+    """Issue #11's target for the short-lived pair f1 + f3. Measured 0 of 4 books (seed 1); the target is 3 of 4.
+    Strict: should the audit ever meet it, this XPASSes and fails — drop the xfail marker then."""
+    assert bloc_report.exit_code == 0, bloc_report.stderr_tail
+    bloc = next(r for r in bloc_report.results if r.scenario == "bloc")
+    assert bloc.bloc_detected is not None and bloc.bloc_detected.hits >= 3, bloc.bloc_detected

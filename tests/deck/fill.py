@@ -8,6 +8,7 @@ import dataclasses
 import hashlib
 import random
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,18 +52,21 @@ def newcomer(epoch_no: int, alive: list[Agent], *, breed_every: int, book: str =
 
 
 def rescore(record: EpochRecord, agents: list[Agent], rng: random.Random) -> EpochRecord:
-    """Skill-biased votes, the real scoring and Elo, the real winner and loser."""
+    """Skill-biased votes (a vote the factory gave a G-Eval reading keeps one, a quarter point above its new
+    integer), the real scoring (G-Eval readings where known) and Elo, the real winner and loser."""
     names = {a.agent_id: a.name for a in agents}
     ballots = []
     for ballot in record.ballots:
-        votes = tuple(dataclasses.replace(
-            v, insight_score=min(10, max(1, round(skill(names[v.target_id]) + rng.gauss(0, 1.8)))))
-            for v in ballot.votes)
-        ballots.append(dataclasses.replace(ballot, votes=votes))
-    received: dict[Any, list[int]] = {a.agent_id: [] for a in agents}
+        votes = []
+        for v in ballot.votes:
+            score = min(10, max(1, round(skill(names[v.target_id]) + rng.gauss(0, 1.8))))
+            geval = None if v.expected_score is None else min(score + 0.25, 10.0)
+            votes.append(dataclasses.replace(v, insight_score=score, expected_score=geval))
+        ballots.append(dataclasses.replace(ballot, votes=tuple(votes)))
+    received: dict[Any, list[float]] = {a.agent_id: [] for a in agents}
     for ballot in ballots:
         for v in ballot.votes:
-            received[v.target_id].append(v.insight_score)
+            received[v.target_id].append(v.score)
     truncated = {d.agent_id for d in record.drafts if d.truncated}
     scores = {}
     for a in agents:
@@ -84,10 +88,12 @@ def rescore(record: EpochRecord, agents: list[Agent], rng: random.Random) -> Epo
 async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, topic: str = "What is time?",
                     config: dict[str, Any] | None = None, breed_every: int = 4, semantic: HashEmbedder | None = None,
                     start: int = 1, book: Book | None = None, alive: list[Agent] | None = None,
+                    edit: Callable[[EpochRecord], EpochRecord] | None = None,
                     ) -> tuple[Book, list[Agent]]:
     """A book of ``epochs`` epochs (continuing ``book``/``alive`` from epoch ``start`` when given). With
     ``semantic``, drafts and chapters carry topic-specific texts embedded by that embedder (else the factory's
-    random 8-d vectors, model ``test-hash``)."""
+    random 8-d vectors, model ``test-hash``). ``edit`` changes each scored epoch before it is written (a test's
+    own votes or ratings)."""
     if book is None:
         book = await store.create_book(name, topic, config=config if config is not None else {"embedder": "embedded"})
     if alive is None:
@@ -108,6 +114,8 @@ async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, to
         winner = record.decision.winner_id
         title = f"Chapter {e}" + (f": {topic_of[winner]}" if semantic is not None else "")
         record = dataclasses.replace(record, chapter_title=title)
+        if edit is not None:
+            record = edit(record)
         await store.write_epoch(record)
         after = {r.agent_id: r.after for r in record.ratings}
         alive = [dataclasses.replace(a, rating=after.get(a.agent_id, a.rating)) for a in alive

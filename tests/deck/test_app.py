@@ -4,6 +4,7 @@ and broken states, the book selector, search (semantic and its fallbacks) and a 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from typing import Any
@@ -13,10 +14,19 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from spacetime.adapters.llm.fake import HashEmbedder
+from spacetime.domain import EpochRecord
 from spacetime.errors import ConfigError
 from tests.deck.conftest import BIG_EPOCHS, SEMANTIC_DIM, DeckDB, MakeApp
 from tests.deck.fill import play_more
 
+TIED_BALLOTS = (  # (ballots of two votes or more, tied as written, tied as the verdict ranks them) of a book
+    "SELECT count(*), count(*) FILTER (WHERE lo = hi), count(*) FILTER (WHERE rlo = rhi) FROM ("
+    " SELECT min(v.insight_score) AS lo, max(v.insight_score) AS hi, "
+    "  min(coalesce(round(v.expected_score::numeric, 1), v.insight_score)) AS rlo, "
+    "  max(coalesce(round(v.expected_score::numeric, 1), v.insight_score)) AS rhi "
+    " FROM peer_votes v JOIN simulation_epochs e USING (epoch_id) JOIN books b USING (book_id) WHERE b.name = %s "
+    " GROUP BY e.epoch_no, v.voter_agent_id HAVING count(*) >= 2) ballots"
+)
 WINNER_OF = ("SELECT a.name FROM simulation_epochs e JOIN agents a ON a.agent_id = e.winner_agent_id "
              "JOIN books b ON b.book_id = e.book_id WHERE b.name = %s AND e.epoch_no = %s")
 
@@ -100,17 +110,23 @@ def test_voting_matrix_shows_the_scores_aliases_penalties_and_rationales(deck_ap
     columns = matrix["layout"]["xaxis"]["ticktext"]
     stored = rows(
         deck_db.url,
-        "SELECT v.voter_agent, v.target_agent, v.target_alias, v.insight_score, v.rationale FROM peer_votes v "
-        "JOIN simulation_epochs e USING (epoch_id) JOIN books b USING (book_id) WHERE b.name = %s AND e.epoch_no = %s",
+        "SELECT v.voter_agent, v.target_agent, v.target_alias, v.insight_score, v.rationale, v.expected_score "
+        "FROM peer_votes v JOIN simulation_epochs e USING (epoch_id) JOIN books b USING (book_id) "
+        "WHERE b.name = %s AND e.epoch_no = %s",
         (deck_db.big, BIG_EPOCHS),
     )
     assert len(stored) == 30
+    assert 0 < sum(1 for s in stored if s[5] is not None) < 30  # some judges' backends gave log-probabilities
     targets = [next(t for t in {s[1] for s in stored} if f"<b>{t}</b>" in col) for col in columns]
-    for voter, target, alias, score, rationale in stored:
+    for voter, target, alias, score, rationale, expected in stored:
         i, j = voters.index(voter), targets.index(target)
-        assert heat["z"][i][j] == score
+        assert heat["z"][i][j] == score and heat["text"][i][j] == str(score)  # the integer, as written
         assert alias in columns[j]  # alias revealed next to its author
         assert rationale in heat["hovertext"][i][j]
+        if expected is None:
+            assert f"insight <b>{score}</b>/10<" in heat["hovertext"][i][j] and "G-Eval" not in heat["hovertext"][i][j]
+        else:
+            assert f"insight <b>{score}</b>/10 · G-Eval {expected:.1f}<" in heat["hovertext"][i][j]
     for k, voter in enumerate(voters):  # nobody votes on their own draft
         if voter in targets:
             assert heat["z"][k][targets.index(voter)] is None
@@ -150,16 +166,42 @@ def test_chopping_block_ranks_the_living_and_flags_the_next_out(deck_app: MakeAp
     table = at.dataframe[0].value
     assert list(table["agent"]) == [n for n, _ in living]
     assert list(table["next epoch"])[-1] == "next out"
+    (largest,) = rows(deck_db.url, "SELECT max(abs(r.rating_after - r.rating_before)) FROM ratings r "
+                      "JOIN simulation_epochs e USING (epoch_id) JOIN books b USING (book_id) WHERE b.name = %s",
+                      (deck_db.big,))[0]
+    band = 2 * largest  # one agent falling by the largest move seen while another rises as much
+    assert f"largest one-epoch move in this book so far is {largest:.1f} points" in texts(at)
+    assert f"more than {band:.1f} points above every other agent is *safe*" in texts(at)
     floor = living[-1][1]
     for (name, rating), gap, risk in zip(living, table["gap to elimination"], table["next epoch"], strict=True):
         assert gap == pytest.approx(rating - floor, abs=0.06)
+        margin = rating - min(r for n, r in living if n != name)
         if risk == "safe":
-            assert min(r for n, r in living if n != name) + 64 < rating
+            assert margin > band
+        elif risk == "can fall":
+            assert margin <= band
     next_out = next(m for m in at.metric if m.label == "Next out if nothing changes")
     assert next_out.value == living[-1][0]
     (chart,) = figures(at)
     assert {t["name"] for t in chart["data"]} <= {"safe", "can fall", "next out"}
+    (zone,) = [s for s in chart["layout"]["shapes"] if s["type"] == "rect"]
+    assert zone["x0"] == pytest.approx(floor) and zone["x1"] == pytest.approx(floor + band)
+    assert any(f"≤ {band:.1f} above the lowest" in a["text"] for a in chart["layout"]["annotations"])
+    assert chart["layout"]["xaxis"]["title"]["text"] == "rating (Plackett–Luce μ)"
     assert "Recently eliminated" in texts(at)
+
+
+def test_chopping_block_before_the_first_epoch_calls_nobody_safe(deck_app: MakeApp, migrated_url: str) -> None:
+    asyncio.run(play_more(migrated_url, "unplayed", 0))  # the founding roster, no epoch yet
+    at = open_section(run(deck_app(migrated_url)), "Chopping block")
+    assert "No epoch has moved a rating yet" in texts(at)
+    risks = list(at.dataframe[0].value["next epoch"])
+    assert len(risks) == 6 and risks[-1] == "next out" and set(risks[:-1]) == {"can fall"}
+    next_out = next(m for m in at.metric if m.label == "Next out if nothing changes")
+    assert next_out.value == list(at.dataframe[0].value["agent"])[-1]  # all at 1500: the metric names that row
+    (chart,) = figures(at)
+    assert not [s for s in chart["layout"]["shapes"] if s["type"] == "rect"]
+    assert any("unknown before the first epoch" in a["text"] for a in chart["layout"]["annotations"])
 
 
 def test_ratings_draw_every_agent_with_entries_and_eliminations(deck_app: MakeApp, deck_db: DeckDB) -> None:
@@ -281,6 +323,29 @@ def test_judging_health_shows_the_audit_of_the_stored_votes(deck_app: MakeApp, d
     assert stored > 0 and "No votes yet" not in texts(at)
     alpha = metrics["Agreement (Krippendorff's α)"]
     assert alpha == "—" or -1.0 <= float(alpha) <= 1.0
+    ballots, written, ranked = rows(deck_db.url, TIED_BALLOTS, (deck_db.big,))[0]
+    tied = next(m for m in at.metric if m.label == "Ballots scoring every draft alike")
+    assert ballots > 0 and tied.value == f"{ranked / ballots:.0%}"
+    assert f"{ranked} of {ballots} ballots" in tied.proto.help and "G-Eval" in tied.proto.help
+    assert f"as written (integer insight scores) {written} (" in tied.proto.help
+
+
+def test_judging_health_counts_tied_ballots_as_written_and_as_ranked(deck_app: MakeApp, migrated_url: str) -> None:
+    def tie(record: EpochRecord) -> EpochRecord:  # every judge writes 5s; the G-Eval readings still tell apart
+        ballots = []
+        for ballot in record.ballots:
+            votes = tuple(dataclasses.replace(v, insight_score=5,
+                                              expected_score=None if v.expected_score is None else 5.0 + k / 10)
+                          for k, v in enumerate(ballot.votes))
+            ballots.append(dataclasses.replace(ballot, votes=votes))
+        return dataclasses.replace(record, ballots=tuple(ballots))
+
+    asyncio.run(play_more(migrated_url, "tied-book", 2, edit=tie))
+    at = open_section(run(deck_app(migrated_url)), "Judging health")
+    tied = next(m for m in at.metric if m.label == "Ballots scoring every draft alike")
+    assert tied.value == "83%"  # 10 of 12 ballots: the one voter per epoch with G-Eval readings is not tied
+    assert "10 of 12 ballots" in tied.proto.help and "as written (integer insight scores) 12 (100%)" in tied.proto.help
+    assert any("83% of ballots give every draft the same score" in w.value for w in at.warning)
 
 
 def test_book_selector_switches_books(deck_app: MakeApp, deck_db: DeckDB) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Callable
 
 import psycopg
 import pytest
@@ -10,7 +12,8 @@ import pytest
 from spacetime.adapters.llm.fake import HashEmbedder
 from spacetime.adapters.pg.deck import DeckReader, connect_read_only, read_only_kwargs
 from spacetime.deck import data
-from spacetime.deck.figures import DANGER_BAND, standings
+from spacetime.deck.figures import danger_band, matrix_figure, standings
+from spacetime.domain import EpochRecord
 from tests.deck.conftest import SEMANTIC_DIM, DeckDB
 from tests.deck.fill import play_more
 
@@ -95,12 +98,71 @@ def test_text_search_treats_wildcards_literally(deck_db: DeckDB) -> None:
 
 
 def test_standings_flag_who_can_fall_next_epoch() -> None:
+    band = 75.0
     roster = [{"name": "A", "rating": 1600.0}, {"name": "B", "rating": 1500.0},
-              {"name": "C", "rating": 1500.0 + DANGER_BAND}, {"name": "D", "rating": 1500.0 + DANGER_BAND + 0.5}]
-    out = {s.name: s for s in standings(roster)}
+              {"name": "C", "rating": 1500.0 + band}, {"name": "D", "rating": 1500.0 + band + 0.5}]
+    out = {s.name: s for s in standings(roster, band)}
     assert out["B"].risk == "next out" and out["B"].gap == 0
     assert out["C"].risk == "can fall" and out["D"].risk == "safe" and out["A"].risk == "safe"
-    assert [s.name for s in standings(roster)] == ["A", "D", "C", "B"]
-    tie = {s.name: s.risk for s in standings([{"name": "X", "rating": 1500.0}, {"name": "Y", "rating": 1500.0}])}
-    assert tie == {"X": "next out", "Y": "can fall"}
-    assert standings([]) == []
+    assert [s.name for s in standings(roster, band)] == ["A", "D", "C", "B"]
+    even = [{"name": "X", "rating": 1500.0}, {"name": "Y", "rating": 1500.0}]
+    tie = [(s.name, s.risk) for s in standings(even, band)]
+    assert tie == [("Y", "can fall"), ("X", "next out")]  # the one next out is last, also among equal ratings
+    assert standings([], band) == []
+    unknown = {s.name: s.risk for s in standings(roster, None)}  # no move seen yet: nobody is called safe
+    assert unknown == {"A": "can fall", "B": "next out", "C": "can fall", "D": "can fall"}
+
+
+def test_the_danger_band_is_twice_the_largest_move_and_unknown_before_any() -> None:
+    assert danger_band(37.5) == 75.0
+    assert danger_band(None) is None and danger_band(0.0) is None
+
+
+def test_largest_move_is_the_books_own_history(migrated_url: str) -> None:
+    def moved(by: float, epoch_no: int) -> Callable[[EpochRecord], EpochRecord]:
+        def edit(record: EpochRecord) -> EpochRecord:
+            if record.epoch_no != epoch_no:
+                return record
+            first, *rest = record.ratings
+            return dataclasses.replace(record, ratings=(dataclasses.replace(first, after=first.before + by), *rest))
+        return edit
+
+    asyncio.run(play_more(migrated_url, "unplayed", 0))
+    asyncio.run(play_more(migrated_url, "fell", 3, edit=moved(-150.25, 2)))
+    asyncio.run(play_more(migrated_url, "other", 1, edit=moved(400.0, 1)))  # another book's moves never count
+    reader = DeckReader(migrated_url)
+    try:
+        books = {b["name"]: b["book_id"] for b in reader.books()}
+        assert reader.largest_move(books["unplayed"]) is None and danger_band(None) is None
+        assert reader.largest_move(books["fell"]) == pytest.approx(150.25)  # the fixture's Elo moves are <= 32
+        assert reader.largest_move(books["other"]) == pytest.approx(400.0)
+    finally:
+        reader.close()
+
+
+def test_largest_move_agrees_with_the_trajectories(deck_db: DeckDB) -> None:
+    reader = DeckReader(deck_db.url)
+    try:
+        book_id = next(b["book_id"] for b in reader.books() if b["name"] == deck_db.big)
+        moves = [abs(after - before) for _, _, before, after in reader.trajectories(book_id)]
+        assert reader.largest_move(book_id) == pytest.approx(max(moves)) and max(moves) > 0
+    finally:
+        reader.close()
+
+
+def test_matrix_hover_shows_the_g_eval_reading_when_there_is_one() -> None:
+    drafts = [{"author": "A", "alias": "Scribe_1"}, {"author": "B<i>", "alias": "<b>Scribe_2</b>"}]
+    votes = [
+        {"voter": "A", "target": "B<i>", "alias": "<b>Scribe_2</b>", "insight_score": 5, "expected_score": 6.44,
+         "rationale": "deep <script>"},
+        {"voter": "B<i>", "target": "A", "alias": "Scribe_1", "insight_score": 7, "expected_score": None,
+         "rationale": "clear"},
+    ]
+    heat = matrix_figure(votes, drafts).data[0]
+    z, text, hover = heat.z, heat.text, heat.hovertext
+    assert (z[0][1], text[0][1]) == (5, "5")  # the cell shows the integer as written, never the reading
+    assert "insight <b>5</b>/10 · G-Eval 6.4" in hover[0][1]
+    assert (z[1][0], text[1][0]) == (7, "7")
+    assert "insight <b>7</b>/10" in hover[1][0] and "G-Eval" not in hover[1][0]
+    assert "&lt;script&gt;" in hover[0][1] and "&lt;b&gt;Scribe_2&lt;/b&gt;" in hover[0][1]
+    assert "B&lt;i&gt;" in hover[0][1] and "<i>" not in hover[0][1]

@@ -155,7 +155,8 @@ def test_deck_in_a_real_browser(deck_server: str, book_url: str) -> None:
 
             # 2..6: every other section shows its real content.
             checks = {
-                "Chopping block": ["The chopping block", living[-1]],  # the newcomer: next out at 1500
+                # the lowest (the fixture seats its newcomer at 1500) and the band from the book's own moves
+                "Chopping block": ["The chopping block", living[-1], "largest one-epoch move in this book so far"],
                 "Ratings": ["Ratings over time", living[0]],  # the leader, in the legend
                 "Epoch": [f"Epoch {EPOCHS}: the drafts", f"★ {winner}"],
                 "The book": ["The book: " + BOOK, "1. Chapter 1"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +14,7 @@ import pytest
 
 from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
 from spacetime.book import BookConfig, load_book
+from spacetime.domain import Completion, FinishReason
 from spacetime.engine.director import Director
 from spacetime.engine.epoch import epoch_rng, run_epoch
 from spacetime.engine.events import EpochRetry
@@ -21,6 +23,8 @@ from spacetime.errors import ConfigError, ModelError
 from spacetime.rules.canon import DraftContext, split_title
 from spacetime.rules.selection import judge
 from tests.engine.memory_repo import MemoryRepository
+from tests.engine.scripted import speaks_for
+from tests.factories import ballot_tokens
 
 
 def _responder(seed: int) -> tuple[ScriptedModel, random.Random]:
@@ -190,3 +194,44 @@ async def test_an_epoch_without_a_counted_vote_is_retried_then_stops_with_one_li
             await director.play(1)
     assert repo.epochs == {} and await repo.chapters(director.book.book_id) == []  # nothing decided, nothing written
     assert [e for e in retries if isinstance(e, EpochRetry)] == [EpochRetry(1, 5, 0.0)]
+
+
+async def test_judges_that_write_one_number_are_read_by_their_probabilities() -> None:
+    """Every judge writes 5 for every draft (SmolLM2's habit) while its number probabilities favour the better
+    drafts: the votes carry the G-Eval expectations, the verdict ranks by them, and the audit counts the ballots
+    tied as written but not as ranked."""
+    config = _config(seed=5)
+    quality = {p.name: 2 + i for i, p in enumerate(config.roster)}  # hidden quality 2..6, by roster order
+    shown = re.compile(r"Draft (Anonymous_\w+?)(?: \(excerpt\))?:\n(.*?)<<END-", re.DOTALL)
+
+    def respond(call: ScriptedCall) -> str | Completion:
+        if call.json_schema is None:
+            who = next(n for n in quality if speaks_for(call, n))
+            return f"On time\nA draft of quality q{quality[who]} " + " ".join(["word"] * 20)
+        aliases = list(call.json_schema["properties"])
+        texts = {m.group(1): m.group(2) for m in shown.finditer(call.prompt)}
+        text = json.dumps({a: {"insight_score": 5, "rationale": "fine"} for a in aliases})
+        numbers = {}
+        for i, alias in enumerate(aliases):
+            q = int(re.search(r"q(\d)", texts[alias]).group(1))  # type: ignore[union-attr]
+            numbers[i] = {"5": 0.5, str(q + 3): 0.5}  # expectation 4 + q / 2
+        return Completion(text, FinishReason.STOP, 10, 10, 0.0, tuple(ballot_tokens(text, numbers)))
+
+    repo = MemoryRepository()
+    model = ScriptedModel(replies=respond, name="embedded")
+    async with _director(repo, model, config) as director:
+        seats = list(director.seats.values())
+        record = await run_epoch(
+            seats, book=director.book, config=config, epoch_no=1,
+            context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
+            rng=epoch_rng(config.seed, 1, 1), embedder=None, started=0.0, clock=lambda: 1.0, emit=director.emit,
+        )  # fmt: skip
+    names = {s.agent.agent_id: s.name for s in seats}
+    votes = [v for b in record.ballots for v in b.votes]
+    assert len(votes) == 20 and all(v.insight_score == 5 for v in votes)
+    assert all(v.expected_score == 5.0 / 2 + (quality[names[v.target_id]] + 3) / 2 for v in votes)
+    assert names[record.decision.winner_id] == config.roster[-1].name  # the best draft, by the probabilities
+    assert names[record.decision.loser_id] == config.roster[0].name  # the worst
+    audit = record.audit or {}
+    ties = audit["ties"]
+    assert isinstance(ties, dict) and (ties["ballots"], ties["written"], ties["ranked"]) == (5, 5, 0)

@@ -47,6 +47,11 @@ async def test_three_real_epochs(store: Store, migrated_url: str) -> None:
     # every committed epoch was decided by counted votes (an epoch without one is retried, never committed)
     judged = _q(migrated_url, "SELECT count(*) FROM drafts WHERE votes_received > 0 GROUP BY epoch_id")
     assert len(judged) == 3 and all(n >= 2 for (n,) in judged)
+    # the embedded model gives log-probabilities: every vote whose integer the tokens confirm carries its G-Eval
+    # reading, within the scale
+    read = _q(migrated_url, "SELECT count(*), count(expected_score), coalesce(min(expected_score), 1), "
+                            "coalesce(max(expected_score), 10) FROM peer_votes")  # fmt: skip
+    assert read[0][1] >= 0.9 * read[0][0] and 1.0 <= read[0][2] <= read[0][3] <= 10.0
     dupes = _q(migrated_url, "SELECT epoch_id, voter_agent, target_agent, count(*) FROM peer_votes GROUP BY 1, 2, 3 "
                              "HAVING count(*) > 1")
     assert dupes == []

@@ -20,6 +20,8 @@ from spacetime.adapters.llm.embedded import (
 from spacetime.domain import FinishReason
 from spacetime.errors import ConfigError, ModelError
 from spacetime.ports import ChatModel, Embedder, Message
+from spacetime.rules.ballot import ballot_schema, parse_ballot
+from spacetime.rules.geval import score_readings
 
 BALLOT_SCHEMA = {
     "type": "object",
@@ -116,6 +118,32 @@ async def test_json_ballot_matches_schema() -> None:
     assert set(ballot) == {"Anonymous_Critic_1", "Anonymous_Critic_2"}
     for vote in ballot.values():
         assert 1 <= vote["score"] <= 10 and isinstance(vote["rationale"], str) and len(vote["rationale"]) <= 80
+
+
+@pytest.mark.slow
+async def test_ballot_scores_come_with_their_g_eval_expectations() -> None:
+    """The host records the number tokens' log-probabilities on JSON calls: each ballot score is read back from the
+    tokens (the integer written) with the probability-weighted mean of the numbers the model weighed."""
+    aliases = ["Anonymous_Philosopher_1", "Anonymous_Philosopher_2", "Anonymous_Philosopher_3"]
+    drafts = ["Light bends near mass because spacetime is curved; clocks run slower in deep wells.",
+              "asdf asdf asdf asdf", "Inflation is the decay rate of the trust that money stores."]  # fmt: skip
+    prompt = "Score each draft for insight from 1 to 10, with a one-sentence rationale.\n" + "\n".join(
+        f"Draft {a}: {d}" for a, d in zip(aliases, drafts, strict=True)
+    )
+    model = EmbeddedModel()
+    completion = await model.complete([Message("user", prompt)], max_tokens=300, json_schema=ballot_schema(aliases),
+                                      temperature=0.2, seed=3)  # fmt: skip
+    plain = await model.complete([Message("user", "Say hello.")], max_tokens=8)
+    assert completion.finish_reason is FinishReason.STOP
+    assert "".join(t.text for t in completion.tokens) == completion.text.rstrip()
+    parsed = parse_ballot(completion.text, aliases)
+    readings = score_readings(completion.tokens, aliases)
+    assert set(readings) == set(aliases) == set(parsed.entries)
+    for alias in aliases:
+        reading = readings[alias]
+        assert reading.given == parsed.entries[alias].insight_score
+        assert 1.0 <= reading.expected <= 10.0 and 0.0 < reading.mass <= 1.0
+    assert plain.tokens == ()  # free text: nothing recorded
 
 
 @pytest.mark.slow

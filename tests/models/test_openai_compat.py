@@ -176,6 +176,66 @@ async def test_llama_cpp_server_validation_500_is_not_retried_and_hints(stub, ch
     assert len(server.requests) == 1
 
 
+def with_logprobs(response: dict, tokens: list[tuple[str, dict[str, float]]]) -> dict:
+    """``response`` with OpenAI's ``choices[0].logprobs.content`` for ``tokens`` (text, {alternative: logprob})."""
+    content = [
+        {"token": text, "logprob": top.get(text, -0.1), "bytes": None,
+         "top_logprobs": [{"token": t, "logprob": lp, "bytes": None} for t, lp in top.items()]}
+        for text, top in tokens
+    ]  # fmt: skip
+    response["choices"][0]["logprobs"] = {"content": content}
+    return response
+
+
+async def test_ballots_ask_for_top_logprobs_and_read_the_number_alternatives(stub, chat_response) -> None:
+    text = '{"A_1": {"score": 7, "rationale": "x"}}'
+    tokens = [('{"A_1": {"score": ', {'{"A_1": {"score": ': -0.01, "x": -5.0}),
+              ("7", {"7": -0.5, "8": -1.2, "six": -3.0}), (', "rationale": "x"}}', {})]  # fmt: skip
+    server = await stub(lambda req: (200, with_logprobs(chat_response(text), tokens)))
+    model = model_for(server.base_url)
+    try:
+        ballot = await model.complete(PROMPT, max_tokens=50, json_schema=BALLOT_SCHEMA)
+        draft = await model.complete(PROMPT, max_tokens=50)
+    finally:
+        await model.aclose()
+    first, second = server.requests
+    assert first.body["logprobs"] is True and first.body["top_logprobs"] == 20
+    assert "logprobs" not in second.body and "top_logprobs" not in second.body  # drafts do not ask
+    assert [t.text for t in ballot.tokens] == [t for t, _ in tokens]
+    assert ballot.tokens[1].alternatives == (("7", -0.5), ("8", -1.2))  # numbers only
+    assert ballot.tokens[0].alternatives == ballot.tokens[2].alternatives == ()
+    assert draft.tokens == ()
+
+
+async def test_a_server_refusing_logprobs_is_asked_again_without_and_never_again(stub, chat_response) -> None:
+    refusal = {"error": {"message": "logprobs is not supported for models created with logits_all=False"}}
+
+    def answer(req):
+        return (500, refusal) if req.body.get("logprobs") else (200, chat_response('{"A_1": 1}'))
+
+    server = await stub(answer)
+    model = model_for(server.base_url, max_retries=3)
+    try:
+        first = await model.complete(PROMPT, max_tokens=50, json_schema=BALLOT_SCHEMA)
+        second = await model.complete(PROMPT, max_tokens=50, json_schema=BALLOT_SCHEMA)
+    finally:
+        await model.aclose()
+    assert first.text == second.text == '{"A_1": 1}' and first.tokens == second.tokens == ()
+    assert [bool(r.body.get("logprobs")) for r in server.requests] == [True, False, False]  # no retries of the 500
+    assert model.score_logprobs is False
+
+
+async def test_other_errors_with_logprobs_asked_are_not_blamed_on_them(stub, chat_response) -> None:
+    server = await stub(lambda req: (400, {"error": {"message": "max_tokens too large"}}))
+    model = model_for(server.base_url)
+    try:
+        with pytest.raises(ModelError, match="max_tokens too large"):
+            await model.complete(PROMPT, max_tokens=5, json_schema=BALLOT_SCHEMA)
+    finally:
+        await model.aclose()
+    assert len(server.requests) == 1 and model.score_logprobs is True
+
+
 async def test_refused_connection_fails_fast_after_retries(unused_port: int) -> None:
     model = model_for(f"http://127.0.0.1:{unused_port}/v1", name="nowhere", max_retries=2, api_key="sk-top-secret")
     started = time.perf_counter()
@@ -293,6 +353,12 @@ async def test_real_server_structured_ballot(llama_server: str) -> None:
     ballot = json.loads(completion.text)
     assert set(ballot) == {"A_1"} and 1 <= ballot["A_1"]["score"] <= 10
     assert isinstance(ballot["A_1"]["rationale"], str)
+    # llama_cpp.server gives top_logprobs: the tokens spell the answer, and the score's token carries the numbers
+    assert model.score_logprobs is True
+    assert "".join(t.text for t in completion.tokens) == completion.text
+    score = str(ballot["A_1"]["score"])
+    at = next(t for t in completion.tokens if t.text.strip() == score[0])
+    assert any(text.strip() == score[0] for text, _ in at.alternatives) and len(at.alternatives) >= 2
 
 
 @pytest.mark.slow

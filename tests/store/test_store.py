@@ -38,6 +38,9 @@ async def test_epoch_write_commits_everything_once(store: Store, migrated_url: s
         assert row[0] == agents[-1].agent_id and row[1] == agents[0].agent_id and len(row[2]) == 7
         voters = conn.execute("SELECT DISTINCT voter_agent FROM peer_votes").fetchall()
         assert {v[0] for v in voters} == set(NAMES[:7])
+        expected = conn.execute("SELECT voter_agent_id, insight_score, expected_score FROM peer_votes "
+                                "WHERE expected_score IS NOT NULL").fetchall()
+        assert len(expected) == 6 and all(v == agents[0].agent_id and e == min(s + 0.25, 10) for v, s, e in expected)
     alive = await store.agents(book.book_id, alive_only=True)
     assert agents[0].agent_id not in {a.agent_id for a in alive} and len(alive) == 6
     chapters = await store.chapters(book.book_id)

@@ -33,6 +33,8 @@ from spacetime.rules.audit import (
     normalise_ballot,
     position_bias,
     spearman,
+    tarone_family,
+    ties,
     to_json,
 )
 
@@ -192,7 +194,7 @@ BOOKS = 40
 """Seeded books per clique size and roster, 10 epochs each. A pair is flagged only when both tests (within ballots,
 within drafts) reject it. Seeded figures (N = 5 / 6 / 7): a 2-clique is flagged exactly (that pair, nothing else)
 in 37 / 39 / 39 of 40 books; a 3-clique has at least one of its pairs flagged in 3 / 28 / 39 of 40 and is found
-whole in 1 / 9 / 29 — in a roster of 5 a 3-clique is the majority of every member's judges, and from the votes alone
+whole in 0 / 12 / 33 — in a roster of 5 a 3-clique is the majority of every member's judges, and from the votes alone
 "three authors like each other's drafts" cannot be told from "three authors write better drafts than the other two
 admit"; no pair outside a clique is ever flagged; clique-free books: 0 of 150 flag anything."""
 
@@ -208,7 +210,7 @@ def test_a_planted_pair_is_detected(agents: int) -> None:
     assert found >= 0.85 * BOOKS, found
 
 
-@pytest.mark.parametrize(("agents", "some_at_least", "whole_at_least"), [(5, 2, 0), (6, 24, 6), (7, 35, 24)])
+@pytest.mark.parametrize(("agents", "some_at_least", "whole_at_least"), [(5, 2, 0), (6, 24, 8), (7, 35, 28)])
 def test_a_planted_clique_of_three_is_detected(agents: int, some_at_least: int, whole_at_least: int) -> None:
     rng = random.Random(61 + agents)
     some_pair = grouped = wrong = 0
@@ -328,3 +330,61 @@ def test_votes_are_read_from_an_epoch_record() -> None:
     votes = audit_votes(record)
     assert [(v.voter, v.target, v.score, v.position, v.target_words, v.epoch) for v in votes] == [
         (a, b, 7.0, 2, 5, 3), (a, c, 4.0, 1, 7, 3)]  # fmt: skip
+
+
+def test_votes_carry_the_g_eval_score_and_the_integer_written() -> None:
+    a, b, c = uuid4(), uuid4(), uuid4()
+    drafts = tuple(Draft(x, "words", FinishReason.STOP, 1, 1, 1.0) for x in (a, b, c))
+    ballot = Ballot(a, BallotStatus.OK, (Vote(a, b, 5, "", expected_score=6.437), Vote(a, c, 5, "")))
+    record = EpochRecord(uuid4(), 1, (a, b, c), drafts, {}, (ballot,), (), (), CollapseDecision(b, c), "T", "text")
+    first, second = audit_votes(record)
+    assert (first.score, first.given, first.written) == (6.4, 5, 5.0)  # the expectation to 0.1, the integer kept
+    assert (second.score, second.given, second.written) == (5.0, None, 5.0)
+
+
+def test_tied_ballots_are_counted_as_written_and_as_ranked_and_warned_about() -> None:
+    voters = [uuid4() for _ in range(4)]
+
+    def book(expected: bool) -> list[AuditVote]:
+        return [AuditVote(v, t, (1.0 + 0.3 * j) if expected else 1.0, epoch=e, given=1 if expected else None)
+                for e in range(3) for v in voters
+                for j, t in enumerate(x for x in voters if x != v)]  # fmt: skip
+
+    tied = audit_book(book(expected=False), rng=random.Random(0))
+    assert (tied.ties.ballots, tied.ties.written, tied.ties.ranked) == (12, 12, 12)
+    assert tied.ties.ranked_share == 1.0
+    assert any(w.kind is WarningKind.TIED_BALLOTS and w.text.startswith("100% of ballots give every draft the same")
+               for w in tied.warnings)  # fmt: skip
+    read = audit_book(book(expected=True), rng=random.Random(0))
+    assert (read.ties.written, read.ties.ranked, read.ties.written_share) == (12, 0, 1.0)
+    assert not any(w.kind is WarningKind.TIED_BALLOTS for w in read.warnings)
+    assert ties([]).ballots == 0 and ties([]).ranked_share is None
+
+
+def test_tarones_family_leaves_out_pairs_that_cannot_reach_significance() -> None:
+    # three pairs that could reach 1e-6, twenty with at best 0.004 (4 votes on 4-draft ballots): the family is 3,
+    # where Holm over all 23 would multiply the best p-value by 23
+    assert tarone_family([1e-6] * 3 + [4.0**-4] * 20, 0.01) == 3
+    assert tarone_family([4.0**-4] * 2, 0.01) == 2  # both can reach 0.005
+    assert tarone_family([0.5] * 5, 0.01) == 1  # nobody can: the loop ends at the first K that holds
+    assert tarone_family([], 0.01) == 1
+
+
+@given(st.lists(st.floats(min_value=1e-12, max_value=1.0), max_size=40), st.sampled_from([0.01, 0.05]))
+def test_tarones_family_is_the_smallest_k_that_holds(p_mins: list[float], level: float) -> None:
+    k = tarone_family(p_mins, level)
+    assert 1 <= k <= max(1, len(p_mins))
+    assert sum(1 for p in p_mins if p <= level / k) <= k
+    assert all(sum(1 for p in p_mins if p <= level / j) > j for j in range(1, k))
+
+
+def test_pairs_outside_the_family_are_never_flagged_and_their_p_min_is_exact() -> None:
+    _, votes = simulate(random.Random(97), agents=6, epochs=3, plant=Plant(clique=2))
+    pairs = blocs(votes)
+    family = tarone_family([p.p_min for p in pairs], 0.01)
+    for pair in pairs:
+        assert 0.0 < pair.p_min <= pair.p_within_ballot + 1e-12
+        if pair.p_min > 0.01 / family:
+            assert pair.p_adjusted == 1.0 and not pair.flagged
+        else:
+            assert pair.p_adjusted >= min(1.0, pair.p_value)

@@ -59,6 +59,19 @@ def test_obfuscated_names_are_masked() -> None:
         assert leaked(mask_identities(text, NAMES, DISCIPLINES), NAMES, DISCIPLINES) == set(), text
 
 
+def test_look_alike_letters_and_spelled_out_names_are_masked() -> None:
+    cyrillic_p, greek_o = "\u0420", "\u03bf"  # Р and ο, drawn like P and o
+    for text in [f"As the {cyrillic_p}hysicist", f"Phil{greek_o}sopher", "P h y s i c i s t", "P.h.y.s.i.c.s",
+                 "the F-i-n-a-n-c-i-e-r says", "H_i_s_t_o_r_i_a_n"]:  # fmt: skip
+        masked = mask_identities(text, NAMES, DISCIPLINES)
+        assert AUTHOR_TOKEN in masked or FIELD_TOKEN in masked, (text, masked)
+        assert leaked(masked.translate({ord(cyrillic_p): "P", ord(greek_o): "o"}), NAMES, DISCIPLINES) == set()
+    # text in Cyrillic or Greek, and spaced-out letters that spell no name, are left as they are
+    for text in ["\u0424\u0438\u0437\u0438\u043a \u043f\u0438\u0448\u0435\u0442", "a b c d e f", "I a m ok",
+                 f"{cyrillic_p}aris"]:  # fmt: skip
+        assert mask_identities(text, NAMES, DISCIPLINES) == text
+
+
 def test_stems() -> None:
     assert stem("Physicist") == stem("Physics") == "phys"
     assert stem("Economist") == stem("Economics") == "econom"

@@ -8,7 +8,7 @@ import uuid
 from rich.console import Console
 
 from spacetime.adapters.pg.reports import BookStatus, RosterEntry
-from spacetime.cli.progress import EpochProgress
+from spacetime.cli.progress import BooksProgress, EpochProgress
 from spacetime.cli.render import print_status
 from spacetime.domain import Agent, AgentStatus, Book, Persona
 from spacetime.engine import events as ev
@@ -66,3 +66,19 @@ def test_status_table_and_empty_state() -> None:
     out = buf.getvalue()
     assert "No books yet" in out
     assert "b — 2 epoch(s), 2 chapter(s)" in out and "1512.3" in out and "eliminated" in out
+
+
+def test_an_epoch_whose_judges_say_nothing_says_so_in_the_progress_lines() -> None:
+    warning = "judges agree no better than chance (Krippendorff's alpha = 0.02)"
+    committed = ev.EpochCommitted(2, uuid.uuid4(), "Financier", "Physicist", "T", 1.0, 10, (warning,))
+    progress, buf = _progress()
+    progress(committed)
+    progress.close()
+    assert f"judging: {warning}" in buf.getvalue()
+    many = io.StringIO()
+    BooksProgress(Console(file=many, force_terminal=False, width=160)).listener("demo")(committed)
+    assert f"demo · judging: {warning}" in many.getvalue()
+    quiet = io.StringIO()
+    BooksProgress(Console(file=quiet, force_terminal=False, width=160)).listener("demo")(
+        ev.EpochCommitted(2, uuid.uuid4(), "Financier", "Physicist", "T", 1.0, 10))
+    assert "judging" not in quiet.getvalue()

@@ -56,6 +56,8 @@ class EpochProgress:
                 f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; "
                 f"{event.loser} eliminated ({event.wall_s:.1f}s, {event.completion_tokens} tokens)"
             )
+            for warning in event.warnings:
+                self._line(f"  [yellow]judging:[/] {escape(warning)}")
         elif isinstance(event, ev.AgentEntered):
             came = f" replacing {event.replaced}" if event.replaced else ""
             self._line(f"  {event.name} ({event.origin}) enters{came}")
@@ -113,6 +115,8 @@ class BooksProgress:
         if isinstance(event, ev.EpochCommitted):
             self._line(book, f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; "
                              f"{event.loser} eliminated ({event.wall_s:.1f}s, {event.completion_tokens} tokens)")
+            for warning in event.warnings:
+                self._line(book, f"judging: {warning}", "yellow")
         elif isinstance(event, ev.DraftForfeited):
             self._line(book, f"{event.agent} forfeits: {event.reason}")
         elif isinstance(event, ev.EpochRetry):

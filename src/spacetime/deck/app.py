@@ -19,7 +19,7 @@ from spacetime.adapters.pg.deck import DeckReader, Version
 from spacetime.deck import data, figures
 from spacetime.domain import Book
 from spacetime.errors import SpacetimeError
-from spacetime.rules.audit import to_json
+from spacetime.rules.audit import Ties, to_json
 
 POLL_EVERY = "2s"
 SECTIONS = ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage", "Judging health"]
@@ -146,7 +146,9 @@ def section_chopping(v: View) -> None:
     if not roster:
         st.info("Nobody is alive in this book.")
         return
-    rows = figures.standings(roster)
+    largest = data.largest_move(v.url, v.book_id, v.key)
+    band = figures.danger_band(largest)
+    rows = figures.standings(roster, band)
     lowest = rows[-1]
     falling = [s.name for s in rows if s.risk == "can fall"]
     st.subheader("The chopping block")
@@ -156,12 +158,18 @@ def section_chopping(v: View) -> None:
     c2.metric("Also at risk next epoch", len(falling), ", ".join(falling) or "nobody", delta_color="off",
               delta_arrow="off")
     c3.metric("Safest", rows[0].name, f"+{rows[0].gap:.0f} over the line", delta_color="off", delta_arrow="off")
-    st.caption(
-        f"The lowest-rated living agent after an epoch is eliminated (the epoch's winner is spared). One epoch "
-        f"moves a rating by at most K = {figures.DANGER_BAND / 2:.0f}, so an agent more than "
-        f"{figures.DANGER_BAND:.0f} points above every other agent is safe next epoch."
-    )
-    st.plotly_chart(figures.chopping_figure(rows), key="chopping", config=PLOT_CONFIG)
+    rule = "The lowest-rated living agent after an epoch is eliminated (the epoch's winner is spared). "
+    if band is None or largest is None:
+        st.caption(rule + "No epoch has moved a rating yet, so how far one epoch can move it is unknown: every agent "
+                   "but the lowest is marked *can fall*.")
+    else:
+        st.caption(
+            rule + "Ratings are Plackett–Luce skills, and nothing bounds how far one epoch moves them: the largest "
+            f"one-epoch move in this book so far is {largest:.1f} points. One agent falling that much while another "
+            f"rises as much closes a gap of {band:.1f}, so an agent more than {band:.1f} points above every other "
+            "agent is *safe* next epoch — by this book's history, not a guarantee."
+        )
+    st.plotly_chart(figures.chopping_figure(rows, band), key="chopping", config=PLOT_CONFIG)
     extra = {r["name"]: r for r in roster}
     st.dataframe(
         [
@@ -198,8 +206,8 @@ def section_ratings(v: View) -> None:
         return
     alive = sum(1 for a in everyone if a["status"] == "alive")
     st.caption(
-        f"Elo of all {len(everyone)} agents ({alive} living in colour, {len(everyone) - alive} eliminated in grey); "
-        "● an agent entering, ✕ an elimination."
+        f"Ratings (Plackett–Luce μ) of all {len(everyone)} agents ({alive} living in colour, "
+        f"{len(everyone) - alive} eliminated in grey); ● an agent entering, ✕ an elimination."
     )
     st.plotly_chart(figures.ratings_figure(traj, everyone), key="ratings", config=PLOT_CONFIG)
 
@@ -374,7 +382,7 @@ def section_judging(v: View) -> None:
             st.warning(warning.text)
     else:
         st.success(f"No judging problem found in {health.ballots} ballots over {health.epochs} epoch(s).")
-    cols = st.columns(3)
+    cols = st.columns(4)
     alpha = health.agreement.alpha
     cols[0].metric("Agreement (Krippendorff's α)", "—" if alpha is None else f"{alpha:.2f}",
                    help="1 = judges agree fully, 0 = no better than chance.")  # fmt: skip
@@ -384,6 +392,9 @@ def section_judging(v: View) -> None:
     conf = judging.last_verdict_confidence
     cols[2].metric("Last verdict confidence", "—" if conf is None else f"{conf:.0%}",
                    help="Share of ballot bootstraps in which the last winner stays the winner.")  # fmt: skip
+    ties = health.ties
+    tied = "—" if ties.ranked_share is None else f"{ties.ranked_share:.0%}"
+    cols[3].metric("Ballots scoring every draft alike", tied, help=_ties_help(ties))
     if judging.flagged:
         st.markdown("**Drafts that addressed the reviewers** (neutralised before review, never eligible to win)")
         st.dataframe([{"epoch": f.epoch_no, "author": f.author, "flags": ", ".join(f.flags)}
@@ -394,6 +405,18 @@ def section_judging(v: View) -> None:
     if health.judges:
         st.markdown("**Judges' offsets** (mean score minus the others' on the same drafts)")
         st.dataframe([to_json(j) for j in health.judges], hide_index=True)
+
+
+def _ties_help(ties: Ties) -> str:
+    """The tied-ballots metric's help: both readings and what breaks a tie."""
+    if not ties.ballots or ties.written_share is None:
+        return "No ballot with two votes or more yet."
+    return (
+        f"{ties.ranked} of {ties.ballots} ballots give every draft the same score as the verdict ranks them; "
+        f"as written (integer insight scores) {ties.written} ({ties.written_share:.0%}). A tied ballot tells the "
+        "drafts apart by nothing. G-Eval readings (the judge's probability-weighted score) break such ties where "
+        "the backend gives log-probabilities."
+    )
 
 
 RENDER = {

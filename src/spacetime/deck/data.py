@@ -109,6 +109,11 @@ def judging(url: str, book: Book, version: VersionKey) -> Judging:
     return reader(url).judging(book)
 
 
+@st.cache_data(ttl=120, max_entries=16, show_spinner=False)
+def largest_move(url: str, book_id: UUID, version: VersionKey) -> float | None:
+    return reader(url).largest_move(book_id)
+
+
 @st.cache_data(ttl=120, max_entries=8, show_spinner=False)
 def trajectories(url: str, book_id: UUID, version: VersionKey) -> list[tuple[str, int, float, float]]:
     return reader(url).trajectories(book_id)

@@ -16,8 +16,6 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from spacetime.rules.rating import K_FACTOR
-
 SCORE_SCALE: list[tuple[float, str]] = [
     (0.0, "#b2182b"),
     (0.25, "#ef8a62"),
@@ -35,9 +33,7 @@ ORIGIN_COLOUR = {"builtin": "#2c7fb8", "custom": "#1b9e77", "bred": "#7b3294"}
 RISK_COLOUR = {"next out": "#c0392b", "can fall": "#e67e22", "safe": "#27ae60"}
 RATINGS_WINDOW = 100
 """A longer book first shows its last 100 epochs of ratings (the range slider below reaches the rest)."""
-DANGER_BAND = 2 * K_FACTOR
-"""One epoch moves a rating by at most K: an agent more than 2K above every other agent cannot be the lowest
-after the next epoch."""
+RATING_AXIS = "rating (Plackett–Luce μ)"
 
 
 def _wrap(text: str | None, width: int = 60, limit: int = 600) -> str:
@@ -69,7 +65,8 @@ def draft_marks(draft: dict[str, Any]) -> str:
 
 def matrix_figure(votes: Sequence[dict[str, Any]], drafts: Sequence[dict[str, Any]]) -> go.Figure:
     """Voter × target heatmap of insight scores; columns are authors with their (revealed) aliases, penalised
-    drafts are outlined in red, every cell's hover carries the rationale."""
+    drafts are outlined in red, every cell's hover carries the rationale. A cell shows (and is coloured by) the
+    integer score as written; its hover adds the G-Eval reading (``expected_score``) when the vote has one."""
     order = [d["author"] for d in drafts]
     targets = order + sorted({v["target"] for v in votes} - set(order))
     rank = {name: k for k, name in enumerate(order)}  # voters in the columns' order, then forfeiters by name
@@ -106,9 +103,11 @@ def matrix_figure(votes: Sequence[dict[str, Any]], drafts: Sequence[dict[str, An
                 notes.append(f"penalty on this draft: −{pen:.2f}")
             if v.get("excerpted"):
                 notes.append("judged from an excerpt")
+            geval = v.get("expected_score")
+            reading = f"insight <b>{v['insight_score']}</b>/10" + ("" if geval is None else f" · G-Eval {geval:.1f}")
             h_row.append(
                 f"<b>{escape(voter)}</b> → <b>{escape(t)}</b> ({escape(v.get('alias') or '')})<br>"
-                f"insight <b>{v['insight_score']}</b>/10" + ("<br>" + "; ".join(notes) if notes else "")
+                f"{reading}" + ("<br>" + "; ".join(notes) if notes else "")
                 + f"<br><br>{_wrap(v.get('rationale'))}"
             )
         z.append(z_row)
@@ -211,28 +210,50 @@ class Standing:
     gap: float
     """Points above the lowest living rating (the elimination line); 0 for the lowest."""
     margin: float
-    """Points above the lowest OTHER living agent; at most ``DANGER_BAND`` means the agent can fall next epoch."""
+    """Points above the lowest OTHER living agent; at most the danger band means the agent can fall next epoch."""
     risk: str
-    """``next out`` (lowest now), ``can fall`` (within 2K of the lowest other agent) or ``safe`` next epoch."""
+    """``next out`` (lowest now), ``can fall`` (within the danger band of the lowest other agent, or the band is
+    unknown) or ``safe`` next epoch."""
 
 
-def standings(roster: Sequence[dict[str, Any]]) -> list[Standing]:
-    """Living agents from the top, each with its gap to the elimination line and its risk for the next epoch.
+def danger_band(largest_move: float | None) -> float | None:
+    """How far above every other living agent an agent may sit and still be the lowest after the next epoch: twice
+    the largest one-epoch rating change seen in this book (``DeckReader.largest_move``) — one agent falling by that
+    much while another rises by as much.
 
-    The next loser is the lowest-rated living agent after the next epoch, and one epoch moves a rating by at most
-    K (=32): an agent can be last next time only if it is at most 2K above every other agent."""
+    Ratings are Plackett–Luce skills (openskill μ): unlike Elo's K, nothing bounds one epoch's move (it grows with σ,
+    with the number of ballots and with how consistently they rank an agent), so the band is an estimate from the
+    book's own history, not a guarantee: a move larger than any seen can still happen. It leans cautious as a book
+    ages: moves shrink as σ settles, and the largest usually come early (every founding agent starts at σ = 250,
+    newcomers enter at 125).
+
+    ``None`` (unknown) while no epoch has moved a rating. Any number then would be a guess passed off as safety, so
+    ``standings`` marks every agent but the lowest *can fall*; this hides nothing, since before the first epoch every
+    founding agent sits at the initial rating and all margins are 0 anyway."""
+    if largest_move is None or largest_move <= 0:
+        return None
+    return 2.0 * largest_move
+
+
+def standings(roster: Sequence[dict[str, Any]], band: float | None) -> list[Standing]:
+    """Living agents from the top (the one *next out* last, also among equal ratings), each with its gap to the
+    elimination line and its risk for the next epoch.
+
+    The next loser is the lowest-rated living agent after the next epoch: an agent can be last next time only if
+    it is at most ``band`` (``danger_band``) above every other agent. With ``band`` ``None`` (no epoch has moved a
+    rating yet) nobody is called safe."""
     ratings = [(r["name"], float(r["rating"])) for r in roster]
     if not ratings:
         return []
     floor = min(r for _, r in ratings)
     lowest_name = min(ratings, key=lambda nr: (nr[1], nr[0]))[0]
     out = []
-    for name, rating in sorted(ratings, key=lambda nr: (-nr[1], nr[0])):
+    for name, rating in sorted(ratings, key=lambda nr: (-nr[1], nr[0] == lowest_name, nr[0])):  # next out last
         others = [r for n, r in ratings if n != name]
         margin = rating - min(others) if others else 0.0
         if name == lowest_name:
             risk = "next out"
-        elif margin <= DANGER_BAND:
+        elif band is None or margin <= band:
             risk = "can fall"
         else:
             risk = "safe"
@@ -240,8 +261,9 @@ def standings(roster: Sequence[dict[str, Any]]) -> list[Standing]:
     return out
 
 
-def chopping_figure(rows: Sequence[Standing]) -> go.Figure:
-    """Horizontal bars of the living ratings, the elimination line and the 2K danger band above it."""
+def chopping_figure(rows: Sequence[Standing], band: float | None) -> go.Figure:
+    """Horizontal bars of the living ratings, the elimination line and the danger band above it (``danger_band``;
+    ``None``: unknown, said on the line)."""
     fig = go.Figure()
     if not rows:
         return _layout(fig, height=200)
@@ -259,23 +281,29 @@ def chopping_figure(rows: Sequence[Standing]) -> go.Figure:
             textposition="outside", cliponaxis=False,
             hovertemplate="<b>%{y}</b><br>rating %{x:.1f}<br>%{text}<extra>" + risk + "</extra>",
         ))
-    fig.add_vrect(x0=floor, x1=floor + DANGER_BAND, fillcolor=RISK_COLOUR["can fall"], opacity=0.12, line_width=0,
-                  annotation_text=f"can fall next epoch (≤ {DANGER_BAND:.0f} above the lowest)",
-                  annotation_position="top left")
+    if band is not None:
+        fig.add_vrect(x0=floor, x1=floor + band, fillcolor=RISK_COLOUR["can fall"], opacity=0.12, line_width=0)
+        note = f"can fall next epoch: ≤ {band:.1f} above the lowest (2 × the largest one-epoch move so far)"
+    else:
+        note = "danger band unknown before the first epoch"
     fig.add_vline(x=floor, line={"color": LOSER, "width": 2, "dash": "dash"})
+    fig.add_annotation(x=floor, xref="x", y=1, yref="paper", xanchor="left", yanchor="bottom", showarrow=False,
+                       text=note, font={"color": RISK_COLOUR["can fall"]})  # above the bars, where it stays legible
     lo = floor - max(40.0, (top - floor) * 0.15)
     hi = top + max(60.0, (top - floor) * 0.25)
-    fig.update_xaxes(range=[lo, hi], title="rating (Elo)")
+    fig.update_xaxes(range=[lo, hi], title=RATING_AXIS)
     fig.update_yaxes(categoryorder="array", categoryarray=[s.name for s in ordered])
     fig.update_layout(barmode="overlay", legend={"orientation": "h", "y": -0.2})
-    return _layout(fig, height=120 + 42 * len(rows))
+    _layout(fig, height=140 + 42 * len(rows))
+    fig.update_layout(margin={"t": 30})
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------------- ratings
 def ratings_figure(
     trajectories: Sequence[tuple[str, int, float, float]], agents: Sequence[dict[str, Any]]
 ) -> go.Figure:
-    """Elo of every agent over the epochs: the living in colour (one trace each), the dead in grey (one trace for
+    """The rating of every agent over the epochs: the living in colour (one trace each), the dead in grey (one trace for
     all of them), entries (●) and eliminations (✕) marked."""
     status = {a["name"]: a for a in agents}
     series: dict[str, tuple[list[int], list[float]]] = {}
@@ -331,7 +359,7 @@ def ratings_figure(
     latest = max((t[1] for t in trajectories), default=0)
     window = {"range": [latest - RATINGS_WINDOW, latest + 1]} if latest > 1.5 * RATINGS_WINDOW else {}
     fig.update_xaxes(title="epoch", rangeslider={"visible": latest > RATINGS_WINDOW}, **window)
-    fig.update_yaxes(title="rating (Elo)")
+    fig.update_yaxes(title=RATING_AXIS)
     fig.update_layout(hovermode="closest", legend={"orientation": "v"})
     return _layout(fig, height=520)
 

@@ -161,8 +161,10 @@ class Director:
         decision = record.decision
         names = {s.agent.agent_id: s.name for s in seats}
         tokens = sum(d.completion_tokens for d in record.drafts)
+        found = (record.audit or {}).get("warnings")
+        warnings = tuple(str(w["text"]) for w in found if isinstance(w, dict)) if isinstance(found, list) else ()
         self.emit(EpochCommitted(epoch_no, epoch_id, names[decision.winner_id], names[decision.loser_id],
-                                 record.chapter_title, wall, tokens))  # fmt: skip
+                                 record.chapter_title, wall, tokens, warnings))  # fmt: skip
         if self.reaper is not None:
             self.seats = await self.reaper.epoch_committed(record, self.seats, names)
         else:  # no Reaper (a repository other than PostgreSQL, in tests): the loser leaves, nobody replaces it

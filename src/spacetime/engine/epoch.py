@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
 from spacetime.book import BookConfig
-from spacetime.domain import Book, Draft, EpochRecord
+from spacetime.domain import Book, Draft, EpochRecord, Persona
 from spacetime.engine.burst import burst
 from spacetime.engine.events import Listener
 from spacetime.engine.judgment import judgment
@@ -41,16 +41,19 @@ def epoch_rng(seed: int | None, epoch_no: int, attempt: int) -> random.Random:
 
 
 def draft_prompt(
-    seat: Seat, *, book: Book, config: BookConfig, context: DraftContext, epoch_no: int, memory: Sequence[str]
+    persona: Persona, *, book: Book, config: BookConfig, context: DraftContext, epoch_no: int, memory: Sequence[str]
 ) -> str:
-    """The burst prompt of one agent: the canon (``context``), then its persona and its own notes.
+    """The burst prompt of one author: the canon (``context``), then its persona and its own notes.
 
     The canon and the notes are quoted as data between fixed frames; their text is ``neutralise``-d so no ``<<``
-    or ``>>`` inside them can close a frame."""
+    or ``>>`` inside them can close a frame. A built-in or bred persona is described by its discipline and voice
+    only — never its name or "you are the …", which a small model copies into the draft ("As the Physicist, …");
+    a persona given its own ``system_prompt`` in the book file gets that prompt as written."""
 
     def quoted(p: Passage) -> Passage:
         return dataclasses.replace(p, title=neutralise(p.title), text=neutralise(p.text))
 
+    custom = persona.system_prompt if persona.system_prompt != render("persona.j2", persona=persona).strip() else None
     return render(
         "draft.j2",
         topic=book.topic,
@@ -58,7 +61,9 @@ def draft_prompt(
         passages=[quoted(p) for p in context.passages],
         previous=quoted(context.previous) if context.previous is not None else None,
         chapter_no=epoch_no,
-        persona_prompt=seat.agent.persona.system_prompt,
+        persona_prompt=custom,
+        discipline=persona.discipline,
+        voice=persona.voice,
         memory=[neutralise(note) for note in memory],
         max_words=max(20, int(config.max_tokens * 0.6)),
     )
@@ -105,7 +110,8 @@ async def run_epoch(
 
     def prompt_for(seat: Seat) -> str:
         memory = memories.get(seat.agent.agent_id, ())
-        return draft_prompt(seat, book=book, config=config, context=context, epoch_no=epoch_no, memory=memory)
+        persona = seat.agent.persona
+        return draft_prompt(persona, book=book, config=config, context=context, epoch_no=epoch_no, memory=memory)
 
     drafts, forfeits = await burst(seats, prompt_for, max_tokens=config.max_tokens, seed=epoch_seed, emit=emit)
     if len(drafts) < MIN_DRAFTS:

@@ -62,6 +62,8 @@ class EpochCommitted:
     chapter_title: str
     wall_s: float
     completion_tokens: int
+    warnings: tuple[str, ...] = ()
+    """The epoch's judging audit in plain words (judges agreeing no better than chance, tied ballots …)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
-from spacetime.domain import Ballot, BallotStatus, Draft, ReviewItem, Vote
+from spacetime.domain import Ballot, BallotStatus, Completion, Draft, ReviewItem, Vote
 from spacetime.engine.events import BallotDone, JudgmentStarted, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError
@@ -15,13 +15,16 @@ from spacetime.ports import ChatModel
 from spacetime.prompts import render
 from spacetime.rules.ballot import (
     SPOTLIGHT_RULE,
+    ParsedBallot,
     ballot_schema,
     decide_ballot,
+    expected_scores,
     parse_ballot,
     spotlight,
     to_votes,
 )
 from spacetime.rules.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap
+from spacetime.rules.geval import score_readings
 
 _SKELETON_MARKER = "0" * 12
 """Stands in for a spotlight marker when measuring the prompt (every marker has 12 hex digits)."""
@@ -140,17 +143,20 @@ async def judgment(
         reply_tokens = ballot_reply_tokens(len(order))
         call_seed = None if seed is None else seed + 1000 + index
         raws: list[str] = []
+        answers: list[tuple[ParsedBallot, Completion]] = []
         try:
             first = await seat.runner.judge(prompt, json_schema=schema, max_tokens=reply_tokens, seed=call_seed)
             raws.append(first.text)
             parsed = parse_ballot(first.text, order)
+            answers.append((parsed, first))
             decision = decide_ballot(parsed, order)
             if decision.reask:
                 again = prompt + "\n\n" + render("reask.j2", aliases=", ".join(order))
                 reseed = None if call_seed is None else call_seed + 7
                 second = await seat.runner.judge(again, json_schema=schema, max_tokens=reply_tokens, seed=reseed)
                 raws.append(second.text)
-                decision = decide_ballot(parsed, order, parse_ballot(second.text, order))
+                answers.append((parse_ballot(second.text, order), second))
+                decision = decide_ballot(parsed, order, answers[-1][0])
         except ModelError as exc:
             emit(BallotDone(seat.name, BallotStatus.ABSTAINED.value, 0))
             return Ballot(voter, BallotStatus.ABSTAINED, (), "\n---\n".join(raws), (f"model error: {exc}",))
@@ -159,7 +165,9 @@ async def judgment(
         if decision.chosen is not None:
             excerpted = {item.alias: item.excerpted for item in items}
             positions = {alias: i + 1 for i, alias in enumerate(order)}
-            votes = to_votes(voter, decision.chosen, alias_to_author, penalties, excerpted, positions)
+            completion = next(c for p, c in answers if p is decision.chosen)
+            expected = expected_scores(decision.chosen, score_readings(completion.tokens, order))
+            votes = to_votes(voter, decision.chosen, alias_to_author, penalties, excerpted, positions, expected)
         emit(BallotDone(seat.name, decision.status.value, len(votes)))
         return Ballot(voter, decision.status, votes, "\n---\n".join(raws), decision.problems)
 

@@ -19,6 +19,8 @@ verdict: the audit reports, the UI warns in plain words.
   same drafts; flagged when at least ``LEAN_MIN_POINTS`` points *and* ``LEAN_Z`` standard errors away from 0.
 * **Length bias** (``length_bias``): Spearman's rho between a draft's length in words and the mean normalised score
   it received, with a permutation p-value.
+* **Tied ballots** (``ties``): ballots that give every draft the same score, as written and as the verdict ranks
+  them (G-Eval expectations where known); a warning when at least ``TIED_SHARE`` of ballots are tied as ranked.
 * **Blocs** (``blocs``): for each pair of voters, the mean normalised score each gave the other minus what the same
   ballots gave the other drafts. The p-value is that of the permutation test which shuffles, within every ballot,
   which draft got which normalised score — computed exactly (see ``blocs``) rather than by sampling shuffles, so it
@@ -65,6 +67,10 @@ BOOTSTRAP_RESAMPLES = 1000
 LENGTH_PERMUTATIONS = 2000
 """Random permutations for the length–score p-value."""
 
+BLOC_PASSES = 6
+"""Bloc passes at most (see ``blocs``): each accepts the most significant new pair, whose mutual votes then leave
+the judges' offset fit; a pass that flags nothing new ends it (the last pass's new flags are kept too)."""
+
 MIN_BLOC_VOTES = 4
 """A pair is tested only when its members scored each other at least this often in ballots with two votes or more
 (fewer can never reach significance)."""
@@ -102,6 +108,7 @@ class WarningKind(StrEnum):
     LENIENT_JUDGE = "lenient-judge"
     LENGTH_BIAS = "length-bias"
     BLOC = "bloc"
+    TIED_BALLOTS = "tied-ballots"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +119,24 @@ class AuditVote:
     target: UUID
     """Author of the draft scored."""
     score: float
-    """The insight score as given (1–10; no penalties)."""
+    """The score the verdict ranked (1–10, no penalties): the G-Eval expectation where known, else the integer."""
     position: int = 0
     """1-based place of the draft in the voter's review order; 0 when unknown (left out of position bias)."""
     target_words: int = 0
     """Length of the target draft in words."""
     epoch: int = 0
+    given: int | None = None
+    """The integer ``insight_score`` as written, when ``score`` is a G-Eval expectation (``None``: ``score`` is it)."""
+
+    @property
+    def written(self) -> float:
+        return self.score if self.given is None else float(self.given)
+
+
+def used_score(insight_score: int, expected_score: float | None) -> float:
+    """The audit's ``score`` of a vote: its G-Eval expectation to 0.1 point (a finer grain only slows alpha's
+    bootstrap) when known, else its integer."""
+    return float(insight_score) if expected_score is None else round(expected_score, 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +179,20 @@ class Agreement:
 
 
 @dataclass(frozen=True, slots=True)
+class Ties:
+    """Ballots that tell the drafts apart by nothing: every draft got the same score."""
+
+    ballots: int
+    """Ballots with two votes or more."""
+    written: int
+    """…whose integer scores, as written, are all equal."""
+    ranked: int
+    """…whose scores as the verdict ranks them (G-Eval expectations where known) are all equal."""
+    written_share: float | None
+    ranked_share: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class JudgeOffset:
     voter: UUID
     offset: float
@@ -192,12 +225,14 @@ class BlocPair:
     p_value: float
     """The larger of the two one-sided exact permutation p-values (see ``blocs``)."""
     p_adjusted: float
-    """Holm-adjusted over all pairs tested."""
+    """Holm-adjusted over the pairs that can reach significance (Tarone, see ``blocs``); 1 for a pair that cannot."""
     flagged: bool
     p_within_ballot: float = 1.0
     """Null: each ballot's scores shuffled among its drafts."""
     p_within_draft: float = 1.0
     """Null: each draft's offset-corrected raw scores shuffled among its judges (keeps the drafts' quality)."""
+    p_min: float = 0.0
+    """The smallest p-value the pair's votes could give at all (every partner's draft ranked top of its ballot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +251,7 @@ class JudgingHealth:
     agreement: Agreement
     judges: tuple[JudgeOffset, ...]
     length: LengthBias
+    ties: Ties
     blocs: tuple[BlocPair, ...]
     """Every pair tested, most suspicious first (empty for an epoch: one epoch cannot show a bloc)."""
     bloc_groups: tuple[tuple[UUID, ...], ...]
@@ -237,10 +273,11 @@ def audit_votes(record: EpochRecord) -> tuple[AuditVote, ...]:
         AuditVote(
             voter=vote.voter_id,
             target=vote.target_id,
-            score=float(vote.insight_score),
+            score=used_score(vote.insight_score, vote.expected_score),
             position=vote.position,
             target_words=words.get(vote.target_id, 0),
             epoch=record.epoch_no,
+            given=None if vote.expected_score is None else vote.insight_score,
         )
         for ballot in record.ballots
         for vote in ballot.votes
@@ -386,6 +423,19 @@ def agreement(
     return Agreement(alpha, level, low, high, low <= 0 or alpha <= 0, len(pairable), n_votes)
 
 
+TIED_SHARE = 0.5
+"""Warn when at least this share of ballots gives every draft the same score (as the verdict ranks them)."""
+
+
+def ties(votes: Iterable[AuditVote]) -> Ties:
+    """How many ballots score every draft the same, as written and as ranked."""
+    ballots = [b for b in _ballots(votes).values() if len(b) >= 2]
+    written = sum(1 for b in ballots if max(v.written for v in b) - min(v.written for v in b) <= _EPS)
+    ranked = sum(1 for b in ballots if max(v.score for v in b) - min(v.score for v in b) <= _EPS)
+    n = len(ballots)
+    return Ties(n, written, ranked, written / n if n else None, ranked / n if n else None)
+
+
 # --- 3. harsh and lenient judges ------------------------------------------------------------------------------
 
 
@@ -520,9 +570,37 @@ def blocs(votes: Iterable[AuditVote], *, significance: float = SIGNIFICANCE) -> 
 
     ``effect`` = the pair's mean adjusted score for each other minus the mean adjusted score the same drafts
     received from all their judges (points on the 1–10 scale).
+
+    **Which pairs count in the correction (Tarone 1990).** The within-ballot test is discrete: a pair with few votes
+    between them cannot reach a small p-value whatever they do (4 votes on 4-draft ballots: at best 4⁻⁴ ≈ 0.004).
+    Counting such pairs in Holm's correction only costs power, so the correction runs over the K pairs whose
+    smallest achievable p-value is at most ``significance / K`` (K the smallest number for which that many pairs or
+    fewer qualify); the others keep ``p_adjusted = 1``. The family-wise error stays below ``significance``.
+
+    **One bloc at a time.** A bloc's bonus to each other looks like leniency to the offset fit, which then lowers
+    every score its members gave *other* drafts — enough to make an innocent pair look allied. So the tests run in
+    passes: each pass accepts the most significant newly flagged pair as a bloc, and the next pass fits the judges'
+    offsets without the accepted blocs' mutual votes and tests again; it stops when a pass flags nothing new. An
+    accepted pair keeps the figures of the pass that accepted it.
     """
     ballots = _ballots(votes)
-    offsets = _offsets(ballots)
+    accepted: dict[frozenset[UUID], BlocPair] = {}
+    result: tuple[BlocPair, ...] = ()
+    for _ in range(BLOC_PASSES):
+        result = _bloc_pass(ballots, _offsets(ballots, leave_out=frozenset(accepted)), significance)
+        new = [p for p in result if p.flagged and frozenset((p.a, p.b)) not in accepted]
+        if not new:
+            break
+        best = min(new, key=lambda p: (p.p_adjusted, p.p_value, -p.effect, str(p.a), str(p.b)))
+        accepted[frozenset((best.a, best.b))] = best
+    final = [accepted.get(frozenset((p.a, p.b)), p) for p in result]
+    return tuple(sorted(final, key=lambda p: (p.p_adjusted, p.p_value, -p.effect, str(p.a), str(p.b))))
+
+
+def _bloc_pass(
+    ballots: Mapping[Key, Sequence[AuditVote]], offsets: Mapping[UUID, float], significance: float
+) -> tuple[BlocPair, ...]:
+    """One pass of the two bloc tests and Tarone–Holm, with the judges' offsets given."""
     adjusted: dict[tuple[int, UUID], list[float]] = defaultdict(list)
     scored: list[tuple[UUID, AuditVote, float, tuple[float, ...]]] = []
     for (_, voter), ballot in ballots.items():
@@ -539,7 +617,7 @@ def blocs(votes: Iterable[AuditVote], *, significance: float = SIGNIFICANCE) -> 
         draft = tuple(adjusted[(vote.epoch, vote.target)])
         pair = (voter, vote.target) if str(voter) < str(vote.target) else (vote.target, voter)
         cells[pair].append((value, ballot_values, vote.score - offsets.get(voter, 0.0), draft))
-    tested: list[tuple[UUID, UUID, float, int, float, float, float, bool]] = []
+    tested: list[tuple[UUID, UUID, float, int, float, float, float, bool, float]] = []
     for (a, b), pair_cells in cells.items():
         if len(pair_cells) < MIN_BLOC_VOTES:
             continue
@@ -552,24 +630,49 @@ def blocs(votes: Iterable[AuditVote], *, significance: float = SIGNIFICANCE) -> 
         p_ballot = _upper_tail([c[1] for c in pair_cells], observed)
         p_draft = 0.5 * math.erfc((raw - draft_mean) / math.sqrt(2 * draft_var)) if draft_var > 0 else 1.0
         favours = observed > ballot_mean + 1e-9 and raw > draft_mean + 1e-9
-        tested.append((a, b, effect, len(pair_cells), max(p_ballot, p_draft), p_ballot, p_draft, favours))
-    # Holm: the i-th smallest of K p-values is multiplied by K − i, adjusted values kept monotone
+        p_min = float(math.prod(c[1].count(max(c[1])) / len(c[1]) for c in pair_cells))
+        tested.append((a, b, effect, len(pair_cells), max(p_ballot, p_draft), p_ballot, p_draft, favours, p_min))
+    family = tarone_family([t[8] for t in tested], significance)
+    # Holm over the family: the i-th smallest of K p-values is multiplied by K − i, adjusted values kept monotone
     tested.sort(key=lambda t: (t[4], -t[2], str(t[0]), str(t[1])))
     out: list[BlocPair] = []
     running = 0.0
-    for i, (a, b, effect, n, p_value, p_ballot, p_draft, favours) in enumerate(tested):
-        running = max(running, min(1.0, (len(tested) - i) * p_value))
-        out.append(BlocPair(a, b, effect, n, p_value, running, running < significance and favours, p_ballot,
-                            p_draft))  # fmt: skip
+    rank = 0
+    for a, b, effect, n, p_value, p_ballot, p_draft, favours, p_min in tested:
+        if p_min <= significance / family:
+            running = max(running, min(1.0, (family - rank) * p_value))
+            p_adjusted, rank = running, rank + 1
+        else:
+            p_adjusted = 1.0
+        out.append(BlocPair(a, b, effect, n, p_value, p_adjusted, p_adjusted < significance and favours, p_ballot,
+                            p_draft, p_min))  # fmt: skip
+    out.sort(key=lambda p: (p.p_adjusted, p.p_value, -p.effect, str(p.a), str(p.b)))
     return tuple(out)
 
 
-def _offsets(ballots: Mapping[Key, Sequence[AuditVote]], *, rounds: int = 500) -> dict[UUID, float]:
+def tarone_family(p_mins: Sequence[float], significance: float) -> int:
+    """Tarone's K: the smallest K ≥ 1 such that at most K of the tests can reach ``significance / K`` at all."""
+    ordered = sorted(p_mins)
+    for k in range(1, len(ordered) + 1):
+        if sum(1 for p in ordered if p <= significance / k) <= k:
+            return k
+    return max(1, len(ordered))
+
+
+def _offsets(
+    ballots: Mapping[Key, Sequence[AuditVote]],
+    *,
+    leave_out: frozenset[frozenset[UUID]] = frozenset(),
+    rounds: int = 500,
+) -> dict[UUID, float]:
     """Each judge's offset h in the two-way fit score ≈ quality(draft) + h(judge) (least squares, by alternating
     means until it settles; mean offset 0). Adding a constant to one judge's scores moves its own offset by that
-    constant and every score minus its judge's offset by one common amount, so the within-draft test is unchanged."""
+    constant and every score minus its judge's offset by one common amount, so the within-draft test is unchanged.
+    Votes between the two members of a ``leave_out`` pair (a flagged bloc) are left out of the fit: a bloc's bonus
+    is not leniency, and counting it as such would shift every other draft's adjusted scores."""
     votes = [(voter, (vote.epoch, vote.target), vote.score)
-             for (_, voter), ballot in ballots.items() for vote in ballot]  # fmt: skip
+             for (_, voter), ballot in ballots.items() for vote in ballot
+             if frozenset((voter, vote.target)) not in leave_out]  # fmt: skip
     if not votes:
         return {}
     offset = dict.fromkeys((v for v, _, _ in votes), 0.0)
@@ -634,11 +737,16 @@ def _warnings(
     agreement_: Agreement,
     judges: Sequence[JudgeOffset],
     length: LengthBias,
+    tied: Ties,
     pairs: Sequence[BlocPair],
     groups: Sequence[tuple[UUID, ...]],
     names: Mapping[UUID, str],
 ) -> tuple[AuditWarning, ...]:
     out: list[AuditWarning] = []
+    if tied.ranked_share is not None and tied.ranked_share >= TIED_SHARE:
+        text = (f"{tied.ranked_share:.0%} of ballots give every draft the same score: those judges tell the drafts "
+                "apart by nothing, and the verdict falls to penalties and tie-breaks")  # fmt: skip
+        out.append(AuditWarning(WarningKind.TIED_BALLOTS, text))
     if agreement_.chance_level:
         text = f"judges agree no better than chance (Krippendorff's alpha = {agreement_.alpha:.2f})"
         out.append(AuditWarning(WarningKind.CHANCE_AGREEMENT, text))
@@ -675,6 +783,7 @@ def _audit(
     agreement_ = agreement(votes, rng=rng, level=level)
     judges = judge_offsets(votes)
     length = length_bias(votes, rng=rng)
+    tied = ties(votes)
     pairs = blocs(votes) if scope is AuditScope.BOOK else ()
     groups = bloc_groups(pairs)
     return JudgingHealth(
@@ -686,9 +795,10 @@ def _audit(
         agreement=agreement_,
         judges=judges,
         length=length,
+        ties=tied,
         blocs=pairs,
         bloc_groups=groups,
-        warnings=_warnings(position, agreement_, judges, length, pairs, groups, names),
+        warnings=_warnings(position, agreement_, judges, length, tied, pairs, groups, names),
     )
 
 

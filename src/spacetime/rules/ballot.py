@@ -27,6 +27,7 @@ import json_repair
 
 from spacetime.domain import BallotStatus, Vote
 from spacetime.rules.anonymize import ALIAS_RE
+from spacetime.rules.geval import ScoreReading
 from spacetime.rules.masking import mask_identities
 from spacetime.rules.screening import Screening, fold, screen
 
@@ -420,6 +421,16 @@ def decide_ballot(first: ParsedBallot, expected: Sequence[str], second: ParsedBa
     return BallotDecision(status, chosen, problems)
 
 
+def expected_scores(parsed: ParsedBallot, readings: Mapping[str, ScoreReading]) -> dict[str, float]:
+    """Alias → the G-Eval expectation of its score, for the entries whose integer the token reading confirms (a
+    reading of another number — a repaired or re-read answer — is not attached to the entry)."""
+    return {
+        alias: reading.expected
+        for alias, reading in readings.items()
+        if alias in parsed.entries and parsed.entries[alias].insight_score == reading.given
+    }
+
+
 def to_votes(
     voter_id: UUID,
     parsed: ParsedBallot,
@@ -427,12 +438,14 @@ def to_votes(
     penalties: Mapping[UUID, float],
     excerpted: Mapping[str, bool],
     positions: Mapping[str, int] | None = None,
+    expected: Mapping[str, float] | None = None,
 ) -> tuple[Vote, ...]:
     """One ``Vote`` per valid entry, in entry order; never a self-vote.
 
     ``penalties`` maps author id → the draft's truncation + lateness penalty (missing = 0), copied into
     ``Vote.latency_penalty``; ``excerpted`` maps alias → whether the voter saw an excerpt (missing = False);
-    ``positions`` maps alias → its 1-based place in the voter's review order (missing = 0, unknown). An entry
+    ``positions`` maps alias → its 1-based place in the voter's review order (missing = 0, unknown); ``expected``
+    alias → the G-Eval expectation of the entry's score (missing = none, see ``expected_scores``). An entry
     whose alias is the voter's own draft is skipped (``review_orders`` never shows it, so this is a safety net).
     Raises ``ValueError`` for an alias not in ``alias_to_author`` (a programming error, not model output).
     """
@@ -452,6 +465,7 @@ def to_votes(
                 latency_penalty=float(penalties.get(target, 0.0)),
                 excerpted=bool(excerpted.get(alias, False)),
                 position=int((positions or {}).get(alias, 0)),
+                expected_score=(expected or {}).get(alias),
             )
         )
     assert all(v.voter_id != v.target_id for v in votes)

@@ -17,6 +17,10 @@ The inflection rule, for each word of a name or discipline (casefolded, NFKC):
   ``_`` or ``.``; words shorter than 3 letters and particles (``of``, ``the``, ``Dr``…) are masked only as part of
   the whole phrase.
 
+Disguises are undone first: NFKC (full-width letters), invisible and BiDi characters removed, Cyrillic and Greek
+look-alike letters folded to Latin inside words that mix scripts (``Рhysicist``), and names spelled out letter by
+letter (``P h y s i c i s t``, ``P.h.y.s.i.c.s``) masked as a whole.
+
 The rule over-masks on purpose (``physician`` and ``politely`` may go too): a masked word costs a judge little, a
 leaked name costs the tournament its blindness. Pure and cached: one compiled pattern per set of identities.
 """
@@ -67,7 +71,18 @@ _INVISIBLE = re.compile("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180
 """Zero-width, joiner, soft-hyphen, variation-selector and BiDi control characters: invisible to a reader, but they
 would split a name so the pattern misses it while a model still reads it."""
 
+_CONFUSABLE = str.maketrans(
+    "АВЕКМНОРСТХаеорсухіјѕԁԛԝҮӀΑΒΕΖΗΙΚΜΝΟΡΤΥΧαεικνορτυχ",
+    "ABEKMHOPCTXaeopcyxijsdqwYIABEZHIKMNOPTYXaeiknoptux",
+)
+"""Cyrillic and Greek letters drawn like Latin ones (``Рhysicist`` with a Cyrillic Р), folded to Latin — only inside
+a word that mixes them with Latin letters, so text written in Cyrillic or Greek is left as it is."""
+
+_SPACED = re.compile(r"(?<![^\W\d_])(?:[^\W\d_][ .·*_-]){3,}[^\W\d_](?![^\W\d_])")
+"""Four or more single letters each followed by one separator: ``P h y s i c i s t``, ``P.h.y.s.i.c.s``."""
+
 _LETTERS = re.compile(r"[^\W\d_]+")
+_LATIN = re.compile(r"[A-Za-z]")
 _BEFORE = r"(?<![^\W\d_])"
 _AFTER = r"(?![^\W\d_])"
 
@@ -159,6 +174,20 @@ def mask_identities(
             return author
         return field
 
+    def undone(disguised: str, plain: str) -> str:
+        masked = pattern.sub(token, plain)
+        return masked if masked != plain else disguised
+
+    def unmixed(m: re.Match[str]) -> str:
+        word = m.group(0)
+        if word.isascii() or not _LATIN.search(word):
+            return word
+        return undone(word, word.translate(_CONFUSABLE))
+
+    def spaced(m: re.Match[str]) -> str:
+        return undone(m.group(0), "".join(_LETTERS.findall(m.group(0))))
+
+    out = _LETTERS.sub(unmixed, _SPACED.sub(spaced, out))
     return pattern.sub(token, out)
 
 

@@ -109,7 +109,7 @@ def adjusted_ballots(
         if vote.target_id in ballot:
             raise ValueError(f"score_drafts: duplicate vote {(vote.voter_id, vote.target_id)}")
         truncation = penalties.get(vote.target_id, (0.0, 0.0))[0]
-        ballot[vote.target_id] = vote.insight_score - truncation
+        ballot[vote.target_id] = vote.score - truncation
     return [by_voter[v] for v in sorted(by_voter, key=str) if len(by_voter[v]) >= 2]
 
 

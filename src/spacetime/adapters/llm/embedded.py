@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spacetime.adapters.llm.host import Op, close_shared_host, shared_host
-from spacetime.domain import Completion, FinishReason
+from spacetime.domain import Completion, FinishReason, TokenChoice
 from spacetime.errors import ConfigError, ModelError
 from spacetime.ports import Message
 
@@ -228,6 +228,7 @@ class EmbeddedModel:
         }
         if json_schema is not None:
             kwargs["response_format"] = {"type": "json_object", "schema": json_schema}
+            kwargs["score_logprobs"] = True  # the number tokens' probabilities, for G-Eval scores (rules/geval.py)
         response, latency = await self._call(Op.CHAT, kwargs)
         self._loaded = True
         choice = response["choices"][0]
@@ -238,6 +239,10 @@ class EmbeddedModel:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             latency_s=latency,
+            tokens=tuple(
+                TokenChoice(str(text), tuple((str(t), float(lp)) for t, lp in alternatives))
+                for text, alternatives in response.get("spacetime_tokens") or ()
+            ),
         )
 
     def tokenize(self, text: str) -> list[int]:

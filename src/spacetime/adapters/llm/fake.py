@@ -11,6 +11,7 @@ like a real backend hitting its cap.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import inspect
 import math
@@ -119,7 +120,7 @@ class ScriptedModel:
         if isinstance(reply, BaseException):
             raise reply
         if isinstance(reply, Completion):
-            return Completion(reply.text, reply.finish_reason, reply.prompt_tokens, reply.completion_tokens, latency)
+            return dataclasses.replace(reply, latency_s=latency)
         text = str(reply)
         finish = FinishReason.STOP
         if self.count_tokens(text) > call.max_tokens:

@@ -18,6 +18,7 @@ import contextlib
 import faulthandler
 import math
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from llama_cpp import Llama
 
 EXTRA_BUFFERS_ENV = "SPACETIME_LLAMA_EXTRA_BUFFERS"
+_NUMBER = re.compile(r"\s?([0-9]{1,2})")
 
 
 class LoadFailed(Exception):
@@ -73,6 +75,7 @@ class Host:
     def __init__(self, plan: LoadPlan) -> None:
         self.plan = plan
         self.models: dict[tuple[Any, ...], Llama] = {}
+        self.numbers: dict[tuple[Any, ...], NumberTokens] = {}
 
     def model(self, key: tuple[Any, ...]) -> Llama:
         llama = self.models.get(key)
@@ -105,7 +108,22 @@ class Host:
         return {"n_embd": int(llama.n_embd()), "use_extra_bufts": extra_bufts(llama)}
 
     def chat(self, key: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        return self.model(key).create_chat_completion(**kwargs)
+        """A chat completion; with ``score_logprobs`` in ``kwargs``, the reply also carries ``spacetime_tokens``:
+        ``[text, [[number token, logprob], …]]`` per generated token (see :class:`ScoreRecorder`)."""
+        llama = self.model(key)
+        if not kwargs.pop("score_logprobs", False):
+            return llama.create_chat_completion(**kwargs)
+        from llama_cpp import LogitsProcessorList
+
+        numbers = self.numbers.get(key)
+        if numbers is None:
+            numbers = self.numbers[key] = NumberTokens.of(llama)
+        recorder = ScoreRecorder(numbers)
+        response: dict[str, Any] = dict(
+            llama.create_chat_completion(**kwargs, logits_processor=LogitsProcessorList([recorder]))  # type: ignore[arg-type]
+        )
+        response["spacetime_tokens"] = recorder.tokens(llama)
+        return response
 
     def embed(self, key: tuple[Any, ...], texts: list[str]) -> list[list[float]]:
         llama = self.model(key)
@@ -135,6 +153,66 @@ class Host:
                 conn.send(reply)
             except (OSError, EOFError):
                 return
+
+
+class NumberTokens:
+    """The vocabulary's number tokens (``0``–``10``, with or without a leading space): ids and their texts."""
+
+    def __init__(self, ids: list[int], texts: list[str]) -> None:
+        import numpy as np
+
+        self.ids = np.asarray(ids, dtype=np.intc)
+        self.texts = texts
+        self.text_of = dict(zip(ids, texts, strict=True))
+
+    @classmethod
+    def of(cls, llama: Llama) -> NumberTokens:
+        ids: list[int] = []
+        texts: list[str] = []
+        for token in range(llama.n_vocab()):
+            text = llama.detokenize([token]).decode("utf-8", errors="replace")
+            match = _NUMBER.fullmatch(text)
+            if match is not None and int(match.group(1)) <= 10:
+                ids.append(token)
+                texts.append(text)
+        return cls(ids, texts)
+
+
+class ScoreRecorder:
+    """A llama-cpp-python logits processor that only looks: at every generated position it keeps the
+    log-probabilities of the number tokens under the model's own distribution (the raw logits, before the
+    repetition penalty and the JSON grammar), for G-Eval scores (``spacetime.rules.geval``)."""
+
+    def __init__(self, numbers: NumberTokens) -> None:
+        self.numbers = numbers
+        self.steps: list[tuple[int, list[float]]] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        logits = np.asarray(scores, dtype=np.float64)
+        top = float(logits.max())
+        log_z = top + math.log(float(np.exp(logits - top).sum()))
+        self.steps.append((len(input_ids), (logits[self.numbers.ids] - log_z).tolist()))
+        return scores
+
+    def tokens(self, llama: Llama) -> list[list[Any]]:
+        """The generated tokens in order, each ``[text, [[number text, logprob], …]]``; alternatives are kept at a
+        step whose token is a number and at the step after it (where ``0`` may complete a ``10``)."""
+        ids = llama.input_ids
+        out: list[list[Any]] = []
+        previous_number = False
+        for position, logprobs in self.steps:
+            if position >= llama.n_tokens:
+                break  # the last token (end of the answer) is sampled but never evaluated
+            token = int(ids[position])
+            text = llama.detokenize([token]).decode("utf-8", errors="replace")
+            is_number = token in self.numbers.text_of
+            keep = is_number or previous_number
+            alternatives = [[t, lp] for t, lp in zip(self.numbers.texts, logprobs, strict=True)] if keep else []
+            out.append([text, alternatives])
+            previous_number = is_number
+        return out
 
 
 def extra_bufts(llama: Llama) -> bool:

@@ -9,6 +9,8 @@ only convert messages back and forth (its per-call cost is measured in ``spaceti
   tenacity so the attempt count, backoff and error message are ours.
 * ``response_format`` goes in ``extra_body`` (the same JSON on the wire): as a typed argument openai's request
   transform walks the whole ballot schema on every call.
+* Ballots (calls with a JSON schema) ask for ``top_logprobs`` so scores can be read as G-Eval expectations
+  (``spacetime.rules.geval``); a server that refuses them is asked again without, once, and never again.
 * Messages carry no ``name`` field (some servers reject it or fold it into the prompt).
 * ``finish_reason`` ``stop``/``length`` map to ours, anything else (``tool_calls``, ``content_filter``, a server's
   own word) is ``OTHER``; usage comes from the response (0 when the server sends none).
@@ -17,6 +19,7 @@ only convert messages back and forth (its per-call cost is measured in ``spaceti
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import re
 import time
@@ -28,9 +31,10 @@ from urllib.parse import urlsplit
 from spacetime.adapters.llm.loops import PerLoop
 from spacetime.adapters.llm.registry import NO_KEY
 from spacetime.book import StructuredOutput
-from spacetime.domain import Completion, FinishReason
+from spacetime.domain import Completion, FinishReason, TokenChoice
 from spacetime.errors import ConfigError, ModelError
 from spacetime.ports import Message
+from spacetime.rules.geval import number_value
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI
@@ -41,6 +45,9 @@ English prose, so this overestimates prompt size (safe for budgeting); counting 
 it safe for non-Latin scripts too (a CJK character is 3 bytes and usually 1–2 tokens)."""
 
 _T = TypeVar("_T")
+log = logging.getLogger(__name__)
+TOP_LOGPROBS = 20
+"""Alternatives asked for per generated token on ballots (OpenAI's maximum; vLLM's default ``max_logprobs``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +78,8 @@ def _is_transient(err: BaseException) -> bool:
     if isinstance(err, openai.APIConnectionError):  # includes APITimeoutError and refused connections
         return True
     if isinstance(err, openai.APIStatusError):
+        if "logprob" in str(err.message).lower():
+            return False  # a server that cannot give log-probabilities: asked again without them, see complete()
         if err.status_code == 500 and "validation error" in str(err.message).lower():
             # llama_cpp.server answers a request it cannot validate with HTTP 500 (its route handler wraps every
             # exception as internal_server_error): retrying cannot help.
@@ -101,6 +110,28 @@ def _reason(err: BaseException) -> str:
         message = " ".join(message.split())[:200]
         return (f"HTTP {err.status_code}: {message}" if message else f"HTTP {err.status_code}") + hint
     return f"{type(err).__name__}: {err}"
+
+
+def _refuses_logprobs(err: BaseException | None) -> bool:
+    """The server refused the request over its log-probabilities (an HTTP error whose message names them)."""
+    import openai
+
+    return isinstance(err, openai.APIStatusError) and "logprob" in _reason(err).lower()
+
+
+def _token_choices(choice: Any) -> tuple[TokenChoice, ...]:
+    """The generated tokens with the number tokens among their ``top_logprobs`` (nothing when none came back)."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None) or ()
+    out = []
+    for item in content:
+        top = getattr(item, "top_logprobs", None) or ()
+        numbers = tuple(
+            (str(t.token), float(t.logprob))
+            for t in top
+            if t.logprob is not None and number_value(str(t.token)) is not None
+        )
+        out.append(TokenChoice(str(item.token), numbers))
+    return tuple(out)
 
 
 class _Endpoint:
@@ -213,6 +244,7 @@ class OpenAICompatModel:
         retry_max_s: float = 8.0,
         strict_schema: bool = True,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        score_logprobs: bool = True,
     ) -> None:
         self.name = name
         self.model = model
@@ -221,6 +253,8 @@ class OpenAICompatModel:
         self.structured_output: StructuredOutput = structured_output
         self.strict_schema = strict_schema
         self.max_tokens_param = max_tokens_param
+        self.score_logprobs = score_logprobs
+        """Ask for ``top_logprobs`` on ballots (G-Eval scores); switched off for good after the server refuses it."""
         self._endpoint, self._client = _Endpoint.open(
             f"model endpoint {name!r}", base_url, api_key, concurrency,
             RetryPolicy(max_retries, retry_initial_s, retry_max_s), timeout_s,
@@ -256,8 +290,25 @@ class OpenAICompatModel:
                 # request transform walks the whole schema recursively on every call (~0.3 ms per ballot with
                 # 6 drafts, and it grows with the drafts judged) for a body that ends up byte-identical.
                 args["extra_body"] = {"response_format": response_format}
+        asked = json_schema is not None and self.score_logprobs
+        if asked:
+            args |= {"logprobs": True, "top_logprobs": TOP_LOGPROBS}
 
-        result, latency = await self._endpoint.call(lambda: self._client.chat.completions.create(**args))
+        try:
+            result, latency = await self._endpoint.call(lambda: self._client.chat.completions.create(**args))
+        except ModelError as err:
+            if not asked or not _refuses_logprobs(err.__cause__):
+                raise
+            # Some servers refuse log-probabilities (llama_cpp.server without logits_all: HTTP 500 "logprobs is not
+            # supported…"): ask again without; if that works, this endpoint's ballots go without them from now on.
+            del args["logprobs"], args["top_logprobs"]
+            try:
+                result, latency = await self._endpoint.call(lambda: self._client.chat.completions.create(**args))
+            except ModelError:
+                raise err from None
+            self.score_logprobs = False
+            log.warning("%s: the server refused log-probabilities (%s); ballots go on without G-Eval scores",
+                        self._endpoint.label, err)  # fmt: skip
         choice = result.choices[0] if result.choices else None
         usage = result.usage
         return Completion(
@@ -266,6 +317,7 @@ class OpenAICompatModel:
             prompt_tokens=int(usage.prompt_tokens or 0) if usage else 0,
             completion_tokens=int(usage.completion_tokens or 0) if usage else 0,
             latency_s=latency,
+            tokens=_token_choices(choice) if asked and choice is not None else (),
         )
 
     def count_tokens(self, text: str) -> int:

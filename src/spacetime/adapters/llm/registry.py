@@ -39,6 +39,7 @@ def build_model(spec: EndpointSpec) -> ChatModel:
             structured_output=spec.structured_output,
             timeout_s=spec.timeout_s,
             max_retries=spec.max_retries,
+            score_logprobs=spec.score_logprobs,
         )
 
     if len(spec.base_urls) > 1:

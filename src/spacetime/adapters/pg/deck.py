@@ -222,10 +222,12 @@ class DeckReader:
         return EpochSummary(**found[0]) if found else None
 
     def votes(self, book_id: UUID, epoch_no: int) -> list[dict[str, Any]]:
-        """Every vote of one epoch with the target draft's alias and penalties (aliases revealed: post-collapse)."""
+        """Every vote of one epoch with the target draft's alias and penalties (aliases revealed: post-collapse), and
+        its G-Eval reading ``expected_score`` (``None`` when the judge's backend gave no log-probabilities)."""
         return self.rows(
             "SELECT v.voter_agent AS voter, v.target_agent AS target, v.target_alias AS alias, v.insight_score, "
-            "v.latency_penalty, v.rationale, v.excerpted, d.truncated, d.truncation_penalty, d.lateness_penalty "
+            "v.expected_score, v.latency_penalty, v.rationale, v.excerpted, d.truncated, d.truncation_penalty, "
+            "d.lateness_penalty "
             "FROM simulation_epochs e JOIN peer_votes v USING (epoch_id) "
             "LEFT JOIN drafts d ON d.epoch_id = e.epoch_id AND d.agent_id = v.target_agent_id "
             "WHERE e.book_id = %s AND e.epoch_no = %s ORDER BY v.voter_agent, v.target_agent",
@@ -290,6 +292,17 @@ class DeckReader:
             "WHERE a.book_id = %s ORDER BY a.born_epoch, a.created_at, a.name",
             (book_id,),
         )
+
+    def largest_move(self, book_id: UUID) -> float | None:
+        """The largest one-epoch rating change of the book, ``max |rating_after − rating_before|`` over its
+        ``ratings`` rows; ``None`` before its first epoch."""
+        row = self.rows(
+            "SELECT max(abs(r.rating_after - r.rating_before)) AS largest "
+            "FROM simulation_epochs e JOIN ratings r USING (epoch_id) WHERE e.book_id = %s",
+            (book_id,),
+        )[0]
+        largest: float | None = row["largest"]
+        return largest
 
     def trajectories(self, book_id: UUID) -> list[tuple[str, int, float, float]]:
         """Every rating change of the book in one query: (agent, epoch_no, rating_before, rating_after),

@@ -18,7 +18,7 @@ from uuid import UUID
 
 from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, persona_from_row
 from spacetime.domain import Agent, Book, NewcomerSource, Persona, ReplacementKind
-from spacetime.rules.audit import AuditVote, JudgingHealth, audit_book
+from spacetime.rules.audit import AuditVote, JudgingHealth, audit_book, used_score
 
 if TYPE_CHECKING:
     from spacetime.adapters.pg.store import Store
@@ -192,7 +192,7 @@ async def book_status(store: Store, book: Book) -> BookStatus:
 
 
 AUDIT_VOTES = (
-    "SELECT e.epoch_no, v.voter_agent_id, v.target_agent_id, v.insight_score, "
+    "SELECT e.epoch_no, v.voter_agent_id, v.target_agent_id, v.insight_score, v.expected_score, "
     "coalesce(v.display_position, 0) AS position, "
     "cardinality(regexp_split_to_array(btrim(coalesce(d.text, '')), '\\s+')) AS words "
     "FROM simulation_epochs e JOIN peer_votes v USING (epoch_id) "
@@ -217,8 +217,8 @@ def judging_of(book: Book, votes: Sequence[Mapping[str, Any]], names: Sequence[M
                flagged: Sequence[Mapping[str, Any]], last: Sequence[Mapping[str, Any]]) -> Judging:  # fmt: skip
     """The rows of ``AUDIT_VOTES``, ``AGENT_NAMES``, ``FLAGGED_DRAFTS`` and ``LAST_CONFIDENCE`` → ``Judging``
     (the audit seeded by the book's id: the same votes always give the same figures)."""
-    audit = [AuditVote(r["voter_agent_id"], r["target_agent_id"], float(r["insight_score"]), r["position"],
-                       r["words"] or 0, r["epoch_no"]) for r in votes]  # fmt: skip
+    audit = [AuditVote(r["voter_agent_id"], r["target_agent_id"], used_score(r["insight_score"], r["expected_score"]),
+                       r["position"], r["words"] or 0, r["epoch_no"], r["insight_score"]) for r in votes]  # fmt: skip
     health = audit_book(audit, rng=random.Random(book.book_id.int), names={r["agent_id"]: r["name"] for r in names})
     return Judging(
         health,

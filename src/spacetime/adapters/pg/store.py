@@ -256,7 +256,8 @@ class Store:
                 )
                 async with cur.copy(
                     "COPY peer_votes (vote_id, epoch_id, voter_agent, target_agent, insight_score, latency_penalty, "
-                    "rationale, voter_agent_id, target_agent_id, target_alias, excerpted, display_position) FROM STDIN"
+                    "rationale, voter_agent_id, target_agent_id, target_alias, excerpted, display_position, "
+                    "expected_score) FROM STDIN"
                 ) as copy:
                     for ballot in record.ballots:
                         for v in ballot.votes:
@@ -274,6 +275,7 @@ class Store:
                                     record.aliases[v.target_id],
                                     v.excerpted,
                                     v.position or None,
+                                    v.expected_score,
                                 )
                             )
                 await cur.executemany(
