@@ -14,12 +14,12 @@ import pytest
 
 from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
 from spacetime.book import BookConfig, load_book
-from spacetime.domain import Completion, FinishReason
+from spacetime.domain import BallotStatus, Completion, FinishReason
 from spacetime.engine.director import Director
 from spacetime.engine.epoch import epoch_rng, run_epoch
-from spacetime.engine.events import EpochRetry
+from spacetime.engine.events import EmbeddingsSkipped, EpochRetry
 from spacetime.engine.models import ModelPool
-from spacetime.errors import ConfigError, ModelError
+from spacetime.errors import CapacityError, ConfigError, ModelError
 from spacetime.rules.canon import DraftContext, split_title
 from spacetime.rules.selection import judge
 from tests.engine.memory_repo import MemoryRepository
@@ -235,3 +235,79 @@ async def test_judges_that_write_one_number_are_read_by_their_probabilities() ->
     audit = record.audit or {}
     ties = audit["ties"]
     assert isinstance(ties, dict) and (ties["ballots"], ties["written"], ties["ranked"]) == (5, 5, 0)
+
+
+async def test_a_failed_re_ask_keeps_the_usable_first_answer() -> None:
+    """The Physicist's first ballot scores two of its four drafts; the re-ask then fails at the endpoint: the two
+    valid scores still count (status repaired, the failure recorded), as rules §3 promises."""
+    model, _ = _responder(17)
+    base = model.replies
+    assert callable(base)
+
+    def respond(call: ScriptedCall) -> str | BaseException:
+        if call.json_schema is not None and speaks_for(call, "Physicist"):
+            if "could not be read as the requested ballot" in call.prompt:
+                return ModelError("model endpoint 'embedded': HTTP 503 after 4 attempts")
+            first_two = list(call.json_schema["properties"])[:2]
+            return json.dumps({a: {"insight_score": 7, "rationale": "fine"} for a in first_two})
+        return base(call)  # type: ignore[return-value]
+
+    config = _config(seed=9)
+    repo = MemoryRepository()
+    async with _director(repo, ScriptedModel(replies=respond, name="embedded"), config) as director:
+        seats = list(director.seats.values())
+        record = await run_epoch(
+            seats, book=director.book, config=config, epoch_no=1,
+            context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
+            rng=epoch_rng(config.seed, 1, 1), embedder=None, started=0.0, clock=lambda: 1.0, emit=director.emit,
+        )  # fmt: skip
+    physicist = next(s.agent.agent_id for s in seats if s.name == "Physicist")
+    ballot = next(b for b in record.ballots if b.voter_id == physicist)
+    assert ballot.status is BallotStatus.REPAIRED and len(ballot.votes) == 2
+    assert all(v.insight_score == 7 for v in ballot.votes)
+    assert any("re-ask failed: model error: model endpoint 'embedded': HTTP 503" in p for p in ballot.problems)
+
+
+class _BrokenEmbedder:
+    name = "broken-embedder"
+
+    async def embed(self, texts: object) -> list[list[float]]:
+        raise ModelError("embedder 'vllm-embed': HTTP 503 after 4 attempts")
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_failing_embedder_never_costs_an_epoch() -> None:
+    model, _ = _responder(19)
+    config = _config(seed=3)
+    repo = MemoryRepository()
+    heard: list[object] = []
+    async with _director(repo, model, config) as director:
+        seats = list(director.seats.values())
+        record = await run_epoch(
+            seats, book=director.book, config=config, epoch_no=1,
+            context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
+            rng=epoch_rng(config.seed, 1, 1), embedder=_BrokenEmbedder(), started=0.0, clock=lambda: 1.0,
+            emit=heard.append,
+        )  # fmt: skip
+    assert len(record.drafts) == 5 and record.chapter_text  # the epoch was played and decided
+    assert record.draft_embeddings == {} and record.chapter_embedding is None and record.embedding_model is None
+    assert EmbeddingsSkipped("embedder 'vllm-embed': HTTP 503 after 4 attempts") in heard
+
+
+async def test_an_epoch_its_judges_cannot_hold_stops_before_any_draft_is_written() -> None:
+    """A judge window too small for a ballot over four cap-length drafts (even cut to the shortest excerpt) is found
+    before the burst: no model call is made, and the error says what to change."""
+    model = ScriptedModel(replies=_responder(21)[0].replies, name="embedded", context_window=700)
+    config = dataclasses.replace(_config(seed=2), max_tokens=600)
+    repo = MemoryRepository()
+    async with _director(repo, model, config) as director:
+        seats = list(director.seats.values())
+        with pytest.raises(CapacityError, match="judge"):
+            await run_epoch(
+                seats, book=director.book, config=config, epoch_no=1,
+                context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
+                rng=epoch_rng(config.seed, 1, 1), embedder=None, started=0.0, clock=lambda: 1.0, emit=director.emit,
+            )  # fmt: skip
+    assert model.calls == []

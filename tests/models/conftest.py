@@ -36,7 +36,8 @@ class StubRequest:
     body: Any
 
 
-Handler = Callable[[StubRequest], "tuple[int, Any] | Awaitable[tuple[int, Any]]"]
+Handler = Callable[[StubRequest], "tuple[Any, ...] | Awaitable[tuple[Any, ...]]"]
+"""``(status, payload)`` or ``(status, payload, {header: value})``."""
 
 
 def chat_response(text: str, finish_reason: str = "stop", prompt_tokens: int = 7, completion_tokens: int = 3) -> dict:
@@ -101,12 +102,13 @@ class StubServer:
                 self.max_in_flight = max(self.max_in_flight, self.in_flight)
                 try:
                     outcome = self.handler(request)
-                    status, payload = await outcome if inspect.isawaitable(outcome) else outcome
+                    status, payload, *more = await outcome if inspect.isawaitable(outcome) else outcome
                 finally:
                     self.in_flight -= 1
                 data = json.dumps(payload).encode()
+                extra = "".join(f"{k}: {v}\r\n" for k, v in (more[0] if more else {}).items())
                 writer.write(
-                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                    f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}"
                     f"Content-Length: {len(data)}\r\nConnection: keep-alive\r\n\r\n".encode()
                     + data
                 )

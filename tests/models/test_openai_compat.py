@@ -7,11 +7,17 @@ import asyncio
 import json
 import math
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from spacetime.adapters.llm.openai_compat import OpenAICompatEmbedder, OpenAICompatModel, response_format_for
+from spacetime.adapters.llm.openai_compat import (
+    OpenAICompatEmbedder,
+    OpenAICompatModel,
+    response_format_for,
+    retry_after_s,
+)
 from spacetime.domain import FinishReason
 from spacetime.errors import ModelError
 from spacetime.ports import ChatModel, Embedder, Message
@@ -234,6 +240,35 @@ async def test_other_errors_with_logprobs_asked_are_not_blamed_on_them(stub, cha
     finally:
         await model.aclose()
     assert len(server.requests) == 1 and model.score_logprobs is True
+
+
+def test_retry_after_in_every_form() -> None:
+    now = datetime(2026, 12, 2, 12, 0, 0, tzinfo=UTC)
+    assert retry_after_s({"Retry-After": "3"}, now) == 3.0
+    assert retry_after_s({"retry-after-ms": "250", "retry-after": "9"}, now) == 0.25  # OpenAI's finer header first
+    assert retry_after_s({"Retry-After": "Wed, 02 Dec 2026 12:00:07 GMT"}, now) == 7.0  # an HTTP date
+    assert retry_after_s({"Retry-After": "Wed, 02 Dec 2026 11:00:00 GMT"}, now) == 0.0  # in the past: no wait
+    assert retry_after_s({"Retry-After": "-5"}, now) == 0.0
+    for bad in ({}, {"Retry-After": ""}, {"Retry-After": "soon"}, {"retry-after-ms": "x"}, {"Retry-After": "nan"}):
+        assert retry_after_s(bad, now) is None, bad
+
+
+async def test_a_server_asking_to_retry_after_a_second_is_given_it(stub, chat_response) -> None:
+    seen: list[float] = []
+
+    def answer(req):
+        seen.append(time.monotonic())
+        if len(seen) == 1:
+            return 429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"}
+        return 200, chat_response("ok")
+
+    server = await stub(answer)
+    model = model_for(server.base_url, max_retries=2)  # its own backoff is 0.01-0.05 s
+    try:
+        assert (await model.complete(PROMPT, max_tokens=5)).text == "ok"
+    finally:
+        await model.aclose()
+    assert len(server.requests) == 2 and seen[1] - seen[0] >= 0.95  # the server's second, not the backoff's 0.05
 
 
 async def test_refused_connection_fails_fast_after_retries(unused_port: int) -> None:

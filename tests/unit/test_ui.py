@@ -82,3 +82,10 @@ def test_an_epoch_whose_judges_say_nothing_says_so_in_the_progress_lines() -> No
     BooksProgress(Console(file=quiet, force_terminal=False, width=160)).listener("demo")(
         ev.EpochCommitted(2, uuid.uuid4(), "Financier", "Physicist", "T", 1.0, 10))
     assert "judging" not in quiet.getvalue()
+
+
+def test_skipped_embeddings_are_said_once() -> None:
+    progress, buf = _progress()
+    progress(ev.EmbeddingsSkipped("embedder 'e': HTTP 503"))
+    progress.close()
+    assert "embeddings skipped: embedder 'e': HTTP 503 (drafts stored without vectors)" in buf.getvalue()

@@ -42,6 +42,8 @@ class EpochProgress:
         elif isinstance(event, ev.DraftForfeited):
             self._set(event.agent, draft="[red]forfeit[/]")
             self._line(f"  {event.agent} forfeits: {event.reason}")
+        elif isinstance(event, ev.EmbeddingsSkipped):
+            self._line(f"  [yellow]embeddings skipped:[/] {escape(event.reason)} (drafts stored without vectors)")
         elif isinstance(event, ev.JudgmentStarted):
             for voter in event.voters:
                 self._set(voter, ballot="judging…")
@@ -119,6 +121,8 @@ class BooksProgress:
                 self._line(book, f"judging: {warning}", "yellow")
         elif isinstance(event, ev.DraftForfeited):
             self._line(book, f"{event.agent} forfeits: {event.reason}")
+        elif isinstance(event, ev.EmbeddingsSkipped):
+            self._line(book, f"embeddings skipped: {event.reason} (drafts stored without vectors)", "yellow")
         elif isinstance(event, ev.EpochRetry):
             self._line(book, f"epoch {event.epoch_no}: only {event.drafts} drafts; retrying in {event.wait_s:.0f}s")
         elif isinstance(event, ev.AgentEntered):

@@ -16,10 +16,10 @@ from uuid import UUID
 from spacetime.book import BookConfig
 from spacetime.domain import Book, Draft, EpochRecord, Persona
 from spacetime.engine.burst import burst
-from spacetime.engine.events import Listener
-from spacetime.engine.judgment import judgment
+from spacetime.engine.events import EmbeddingsSkipped, Listener, ignore
+from spacetime.engine.judgment import judgment, preflight
 from spacetime.engine.seats import Seat
-from spacetime.errors import EpochShort
+from spacetime.errors import EpochShort, ModelError
 from spacetime.ports import Embedder
 from spacetime.prompts import render
 from spacetime.rules.anonymize import assign_aliases, review_orders
@@ -77,11 +77,19 @@ def identities(seats: Sequence[Seat], config: BookConfig) -> tuple[tuple[str, ..
     return names, disciplines
 
 
-async def embed_drafts(embedder: Embedder | None, drafts: Sequence[Draft]) -> dict[UUID, list[float]]:
-    """Author id → embedding of its draft (empty without an embedder)."""
+async def embed_drafts(
+    embedder: Embedder | None, drafts: Sequence[Draft], emit: Listener = ignore
+) -> dict[UUID, list[float]]:
+    """Author id → embedding of its draft (empty without an embedder, or when it fails: vectors only feed
+    retrieval, so a failing embedder never costs an epoch — the drafts are stored without vectors, and ``emit``
+    hears ``EmbeddingsSkipped``)."""
     if embedder is None:
         return {}
-    vectors = await embedder.embed([d.text for d in drafts])
+    try:
+        vectors = await embedder.embed([d.text for d in drafts])
+    except ModelError as exc:
+        emit(EmbeddingsSkipped(str(exc)))
+        return {}
     return {d.agent_id: v for d, v in zip(drafts, vectors, strict=True)}
 
 
@@ -113,6 +121,7 @@ async def run_epoch(
         persona = seat.agent.persona
         return draft_prompt(persona, book=book, config=config, context=context, epoch_no=epoch_no, memory=memory)
 
+    preflight(seats, topic=book.topic, chapter_no=epoch_no, draft_tokens=config.max_tokens)  # before any call
     drafts, forfeits = await burst(seats, prompt_for, max_tokens=config.max_tokens, seed=epoch_seed, emit=emit)
     if len(drafts) < MIN_DRAFTS:
         raise EpochShort(len(drafts))
@@ -132,7 +141,7 @@ async def run_epoch(
             judge_texts={a: c.text for a, c in copies.items()},
             mask=lambda text: mask_identities(text, names, disciplines),
         ),  # fmt: skip
-        embed_drafts(embedder, drafts),
+        embed_drafts(embedder, drafts, emit),
     )
     votes = [v for b in ballots for v in b.votes]
     flagged = {d.agent_id for d in drafts if d.flags}

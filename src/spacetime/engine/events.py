@@ -35,6 +35,14 @@ class DraftForfeited:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddingsSkipped:
+    """The embedder failed for good: the epoch goes on, its drafts and chapter stored without vectors (retrieval
+    then falls back to the previous chapter alone)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class JudgmentStarted:
     voters: tuple[str, ...]
 
@@ -79,6 +87,7 @@ Event = (
     | DraftStarted
     | DraftDone
     | DraftForfeited
+    | EmbeddingsSkipped
     | JudgmentStarted
     | BallotDone
     | EpochRetry

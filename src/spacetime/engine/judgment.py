@@ -13,6 +13,7 @@ from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError
 from spacetime.ports import ChatModel
 from spacetime.prompts import render
+from spacetime.rules.anonymize import ALIAS_NUMBER_MAX, ALIAS_PREFIX, MASKS
 from spacetime.rules.ballot import (
     SPOTLIGHT_RULE,
     ParsedBallot,
@@ -23,7 +24,7 @@ from spacetime.rules.ballot import (
     spotlight,
     to_votes,
 )
-from spacetime.rules.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap
+from spacetime.rules.budget import ballot_reply_tokens, drafts_budget, excerpt, fair_cap, fit_drafts
 from spacetime.rules.geval import score_readings
 
 _SKELETON_MARKER = "0" * 12
@@ -81,15 +82,34 @@ def excerpt_cap(
     the judge-facing copies (author id → text; default: the drafts' own texts).
     """
     n = max(n_items, 1)
+    available = _room_for_drafts(model, [aliases[d.agent_id] for d in drafts][:n], topic=topic,
+                                 chapter_no=chapter_no, persona_prompt=persona_prompt)  # fmt: skip
+    lengths = {d.agent_id: model.count_tokens(texts[d.agent_id] if texts else d.text) for d in drafts}
+    return fair_cap(lengths, voters, available)
+
+
+def _room_for_drafts(
+    model: ChatModel, aliases: Sequence[str], *, topic: str, chapter_no: int, persona_prompt: str
+) -> int:
+    """Tokens left for the draft texts of a ballot over ``aliases`` (``CapacityError`` when none)."""
     empty = f"<<DRAFT-{_SKELETON_MARKER}>>\n\n<<END-{_SKELETON_MARKER}>>"
-    skeleton = [ReviewItem(alias=aliases[d.agent_id], text=empty, excerpted=True) for d in drafts][:n]
+    skeleton = [ReviewItem(alias=alias, text=empty, excerpted=True) for alias in aliases]
     fixed = model.count_tokens(
         ballot_prompt(topic=topic, chapter_no=chapter_no, persona_prompt=persona_prompt, items=skeleton)
     ) + 64  # chat template, system message and the excerpt markers' slack
-    reply = ballot_reply_tokens(n)
-    available = drafts_budget(model.context_window, fixed, reply)
-    lengths = {d.agent_id: model.count_tokens(texts[d.agent_id] if texts else d.text) for d in drafts}
-    return fair_cap(lengths, voters, available)
+    return drafts_budget(model.context_window, fixed, ballot_reply_tokens(max(len(aliases), 1)))
+
+
+def preflight(seats: Sequence[Seat], *, topic: str, chapter_no: int, draft_tokens: int) -> None:
+    """Before the burst, so no draft is written for an epoch that cannot be judged: raise ``CapacityError`` when
+    some judge's window cannot hold a ballot over the other drafts at the cap's length, each cut to the shortest
+    excerpt the rules allow (``rules.budget.MIN_EXCERPT_TOKENS``). Aliases are taken at their longest."""
+    others = max(len(seats) - 1, 1)
+    aliases = [f"{ALIAS_PREFIX}_{max(MASKS, key=len)}_{ALIAS_NUMBER_MAX}"] * others
+    for seat in seats:
+        available = _room_for_drafts(seat.model, aliases, topic=topic, chapter_no=chapter_no,
+                                     persona_prompt=seat.agent.persona.system_prompt)  # fmt: skip
+        fit_drafts([draft_tokens] * others, available)
 
 
 async def judgment(
@@ -153,10 +173,14 @@ async def judgment(
             if decision.reask:
                 again = prompt + "\n\n" + render("reask.j2", aliases=", ".join(order))
                 reseed = None if call_seed is None else call_seed + 7
-                second = await seat.runner.judge(again, json_schema=schema, max_tokens=reply_tokens, seed=reseed)
-                raws.append(second.text)
-                answers.append((parse_ballot(second.text, order), second))
-                decision = decide_ballot(parsed, order, answers[-1][0])
+                try:
+                    second = await seat.runner.judge(again, json_schema=schema, max_tokens=reply_tokens, seed=reseed)
+                except ModelError as exc:  # the first answer may still be usable: it is kept (rules §3)
+                    decision = decide_ballot(parsed, order, ParsedBallot({}, (f"re-ask failed: model error: {exc}",)))
+                else:
+                    raws.append(second.text)
+                    answers.append((parse_ballot(second.text, order), second))
+                    decision = decide_ballot(parsed, order, answers[-1][0])
         except ModelError as exc:
             emit(BallotDone(seat.name, BallotStatus.ABSTAINED.value, 0))
             return Ballot(voter, BallotStatus.ABSTAINED, (), "\n---\n".join(raws), (f"model error: {exc}",))

@@ -6,7 +6,8 @@ that imports AutoGen), whose model client forwards to this ``ChatModel``; a seco
 only convert messages back and forth (its per-call cost is measured in ``spacetime bench --only layers``).
 
 * ``AsyncOpenAI`` retries twice by itself (openai's default ``max_retries=2``); we set it to 0 and retry with
-  tenacity so the attempt count, backoff and error message are ours.
+  tenacity so the attempt count, backoff and error message are ours (one retry layer). A 429/5xx carrying
+  ``Retry-After`` (or OpenAI's ``retry-after-ms``) waits at least that long, up to ``RETRY_AFTER_MAX_S``.
 * ``response_format`` goes in ``extra_body`` (the same JSON on the wire): as a typed argument openai's request
   transform walks the whole ballot schema on every call.
 * Ballots (calls with a JSON schema) ask for ``top_logprobs`` so scores can be read as G-Eval expectations
@@ -19,12 +20,14 @@ only convert messages back and forth (its per-call cost is measured in ``spaceti
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import logging
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -134,6 +137,54 @@ def _token_choices(choice: Any) -> tuple[TokenChoice, ...]:
     return tuple(out)
 
 
+RETRY_AFTER_MAX_S = 120.0
+"""A server's ``Retry-After`` is honoured up to this many seconds (a longer one is capped: the next attempt then
+most likely fails again, and the call fails for good after its retries)."""
+
+
+def retry_after_s(headers: Mapping[str, str], now: datetime) -> float | None:
+    """The wait a 429/503 response asks for: ``retry-after-ms`` (OpenAI), else ``Retry-After`` in seconds or as an
+    HTTP date (RFC 9110); ``None`` when absent or unreadable. Never negative."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for key, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = (lowered.get(key) or "").strip()
+        if not value:
+            continue
+        try:
+            seconds = float(value) * scale
+        except ValueError:
+            if scale != 1.0:
+                continue
+            try:
+                when = email.utils.parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - now).total_seconds()
+        if math.isfinite(seconds):
+            return max(0.0, seconds)
+    return None
+
+
+class _HonourRetryAfter:
+    """tenacity wait: the backoff, or the server's ``Retry-After`` when it asks for longer (capped)."""
+
+    def __init__(self, backoff: Callable[[Any], float]) -> None:
+        self.backoff = backoff
+
+    def __call__(self, state: Any) -> float:
+        import openai
+
+        wait = float(self.backoff(state))
+        err = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(err, openai.APIStatusError):
+            asked = retry_after_s(err.response.headers, datetime.now(UTC))
+            if asked is not None:
+                wait = max(wait, min(asked, RETRY_AFTER_MAX_S))
+        return wait
+
+
 class _Endpoint:
     """Concurrency slots and retries for one endpoint."""
 
@@ -169,7 +220,7 @@ class _Endpoint:
 
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.retry.max_retries + 1),
-            wait=wait_random_exponential(multiplier=self.retry.initial_s, max=self.retry.max_s),
+            wait=_HonourRetryAfter(wait_random_exponential(multiplier=self.retry.initial_s, max=self.retry.max_s)),
             retry=retry_if_exception(_is_transient),
             reraise=True,
         )
