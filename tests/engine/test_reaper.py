@@ -28,10 +28,10 @@ from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig, load_book
 from spacetime.cli.render import status_json
 from spacetime.engine.director import Director
-from spacetime.engine.events import AgentEntered, EpochStarted
+from spacetime.engine.events import AgentEntered, EpochStarted, SuccessionFailed
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
-from spacetime.errors import ConfigError, ModelHostCrashed, PersonaTaken
+from spacetime.errors import ConfigError, ModelError, ModelHostCrashed, PersonaTaken
 from spacetime.personas import builtin_personas
 from spacetime.ports import Embedder
 from spacetime.rules.breeding import BREED_TRIES
@@ -670,3 +670,34 @@ async def test_a_model_host_crash_while_breeding_ends_the_run_once_and_keeps_the
     assert q(migrated_url, "SELECT epoch_no FROM simulation_epochs") == [(1,)]  # nothing of epoch 2 was written
     reaper_lines = [r for r in caplog.records if r.name == "spacetime.reaper" and r.levelno >= logging.WARNING]
     assert reaper_lines == []  # the run's one error line says it; the Reaper adds nothing
+
+
+async def test_a_successor_that_cannot_be_seated_never_stops_the_book(store: Store, migrated_url: str) -> None:
+    """Seating the first loser's successor fails (the database refused it five times, say): the book plays on with
+    four agents, says so once, archives the loser all the same, and the missing seat is filled at the next
+    boundary."""
+    heard: list[object] = []
+    model = ScriptedModel(replies=responder(bad_every=0), name="embedded")
+    director = await make_director(store, model, book_config(), emit=heard.append)
+    succession = director.reaper._succession  # type: ignore[union-attr]
+    real_seat = succession.seat
+    failed = {"n": 0}
+
+    async def seat_once_failing(epoch_no: int, replaced: object, *, grace_s: float) -> object:
+        if failed["n"] == 0:
+            failed["n"] += 1
+            raise ModelError("the Reaper could not seat a newcomer after 5 tries")
+        return await real_seat(epoch_no, replaced, grace_s=grace_s)  # type: ignore[arg-type]
+
+    succession.seat = seat_once_failing  # type: ignore[method-assign]
+    try:
+        await director.play(3)
+    finally:
+        await director.close()
+    sizes = q(migrated_url, "SELECT epoch_no, cardinality(active_agent_ids) FROM simulation_epochs ORDER BY 1")
+    assert sizes == [(1, 5), (2, 4), (3, 5)]  # short-handed for one epoch, then topped up
+    said = [e for e in heard if isinstance(e, SuccessionFailed)]
+    assert said == [SuccessionFailed("the Reaper could not seat a newcomer after 5 tries", 4)]
+    archived = q(migrated_url, "SELECT count(*) FROM agent_archive")[0][0]
+    assert archived == 3  # every loser archived, the first one too
+    assert q(migrated_url, "SELECT count(*) FROM agents WHERE status = 'alive'") == [(5,)]

@@ -89,3 +89,11 @@ def test_skipped_embeddings_are_said_once() -> None:
     progress(ev.EmbeddingsSkipped("embedder 'e': HTTP 503"))
     progress.close()
     assert "embeddings skipped: embedder 'e': HTTP 503 (drafts stored without vectors)" in buf.getvalue()
+
+
+def test_a_seat_left_empty_is_said_and_the_book_goes_on() -> None:
+    progress, buf = _progress()
+    progress(ev.SuccessionFailed("the Reaper could not seat a newcomer after 5 tries", 4))
+    progress.close()
+    assert ("no successor seated: the Reaper could not seat a newcomer after 5 tries; 4 agents play on"
+            in " ".join(buf.getvalue().split()))  # fmt: skip

@@ -63,6 +63,9 @@ class EpochProgress:
         elif isinstance(event, ev.AgentEntered):
             came = f" replacing {event.replaced}" if event.replaced else ""
             self._line(f"  {event.name} ({event.origin}) enters{came}")
+        elif isinstance(event, ev.SuccessionFailed):
+            self._line(f"  [yellow]no successor seated:[/] {escape(event.reason)}; {event.living} agents play on, "
+                       "the Reaper tries again at the next boundary")  # fmt: skip
 
     # -- rendering
     def _table(self) -> Table:
@@ -128,6 +131,9 @@ class BooksProgress:
         elif isinstance(event, ev.AgentEntered):
             came = f" replacing {event.replaced}" if event.replaced else ""
             self._line(book, f"{event.name} ({event.origin}) enters{came}")
+        elif isinstance(event, ev.SuccessionFailed):
+            self._line(book, f"no successor seated: {event.reason}; {event.living} agents play on, the Reaper tries "
+                             "again at the next boundary", "yellow")  # fmt: skip
 
     def done(self, run: BookRun) -> None:
         """Called when a book ends."""

@@ -82,6 +82,15 @@ class AgentEntered:
     epoch_no: int
 
 
+@dataclass(frozen=True, slots=True)
+class SuccessionFailed:
+    """The Reaper could not seat a successor at this boundary: the book goes on with ``living`` agents, and the
+    next elimination seats as many newcomers as the book is short."""
+
+    reason: str
+    living: int
+
+
 Event = (
     EpochStarted
     | DraftStarted
@@ -93,6 +102,7 @@ Event = (
     | EpochRetry
     | EpochCommitted
     | AgentEntered
+    | SuccessionFailed
 )
 Listener = Callable[[Event], None]
 

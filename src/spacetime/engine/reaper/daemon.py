@@ -16,7 +16,7 @@ from spacetime.adapters.pg.notify import POLL_S
 from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig
 from spacetime.domain import Agent, Book, EpochRecord, ReaperEvent, ReplacementKind
-from spacetime.engine.events import AgentEntered, Listener
+from spacetime.engine.events import AgentEntered, Listener, SuccessionFailed
 from spacetime.engine.reaper.jobs import STOP, Archive, Arrivals, Eliminated, Log, TopUp
 from spacetime.engine.reaper.notes import LivingNotes
 from spacetime.engine.reaper.succession import Succession
@@ -187,12 +187,22 @@ class Reaper:
         t0 = time.perf_counter()
         epochs = self._census.epochs
         entered: list[tuple[Newcomer, UUID | None, ReplacementKind]] = []
+        failures: list[Exception] = []
         boundary, self._boundary = self._boundary, []
         try:
             for done in boundary:
-                for newcomer, replaced in await done:
+                try:
+                    arrivals = await done
+                except ModelHostCrashed:  # the model is gone for good: so is this run (reported once, by the loop)
+                    raise
+                except Exception as exc:  # a successor could not be seated: never a reason to stop the book
+                    failures.append(exc)
+                    continue
+                for newcomer, replaced in arrivals:
                     roster[newcomer.agent.agent_id] = newcomer.seat
                     entered.append((newcomer, replaced, _arrival(replaced)))
+            if failures:
+                self._succession_failed(failures[-1], roster)
             async for swap, newcomer in self._swaps.apply(epochs):
                 out_seat = roster.pop(swap.out_agent_id, None)
                 roster[newcomer.agent.agent_id] = newcomer.seat
@@ -220,6 +230,12 @@ class Reaper:
         self._committed_stall = 0.0
         self._queue.put_nowait(Log(events))
         return roster
+
+    def _succession_failed(self, exc: Exception, roster: Mapping[UUID, Seat]) -> None:
+        """Go on with the roster as it is. The missing seats are filled at the next boundary: an elimination
+        seats as many newcomers as the book is short (``Eliminated.needed``), not just one."""
+        log.warning("the Reaper could not seat a successor (%s); %d agent(s) play on", exc, len(roster))
+        self.emit(SuccessionFailed(str(exc), len(roster)))
 
     def _event(self, newcomer: Newcomer, replaced: UUID | None, kind: ReplacementKind,
                stall_ms: float | None) -> ReaperEvent:  # fmt: skip
@@ -264,11 +280,20 @@ class Reaper:
         await asyncio.sleep(0)  # the INSERT goes out; the notes are written while the database works
         try:
             notes = self._notes.remember(job.record, self._census.names, job.loser_notes)
-            arrivals = await seating
         except BaseException as exc:
-            seating.cancel()
-            if not job.done.done():
-                job.done.set_exception(exc)
+            self._fail(job.done, exc, seating)
+            raise
+        try:
+            arrivals = await seating
+        except ModelHostCrashed as exc:
+            self._fail(job.done, exc, seating)
+            raise
+        except Exception as exc:  # no successor: the loop goes on short-handed (``_ready``); the loser is still
+            self._fail(job.done, exc, seating)  # noted and archived below
+            log.warning("no successor for the loser of epoch %d: %s", job.epoch_no, exc)
+            arrivals = []
+        except BaseException as exc:
+            self._fail(job.done, exc, seating)
             raise
         if not job.done.done():  # the waiting loop may have been cancelled (Ctrl-C): nobody wants the result
             job.done.set_result(arrivals)
@@ -278,6 +303,12 @@ class Reaper:
         self._keep_ahead()
         await self.store.notes.save(notes)
         await self._archive(job.loser_id, job.seat)
+
+    @staticmethod
+    def _fail(done: asyncio.Future[Arrivals], exc: BaseException, seating: asyncio.Task[Arrivals]) -> None:
+        seating.cancel()
+        if not done.done():
+            done.set_exception(exc)
 
     async def _on_top_up(self, job: TopUp) -> None:
         try:
