@@ -22,11 +22,10 @@ import argparse
 import asyncio
 import json
 import re
-import sys
 from typing import Any
 
 from bench.process import ChildServer
-from bench.server import BenchServer, LatencyModel, schema_of
+from bench.server import BenchServer, LatencyModel, schema_of, serve
 
 HANG_S = 3.0
 """How long a hanging draft request hangs (books pointed at this server use a shorter ``timeout_s``)."""
@@ -125,22 +124,12 @@ class HostileServerProcess(ChildServer):
         return found
 
 
-async def _main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.hostile_server", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    server = HostileServer()
-    await server.start(args.host, args.port)
-    print(f"hostile server listening on http://{args.host}:{server.port}/v1", flush=True)
-    await server.serve_forever()
-
-
-def main(argv: list[str] | None = None) -> None:
-    try:
-        asyncio.run(_main(argv))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    serve("hostile server", HostileServer(), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -39,13 +39,12 @@ import hmac
 import json
 import random
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.server import BenchServer, LatencyModel, prompt_tokens_of, schema_of
+from bench.server import BenchServer, LatencyModel, prompt_tokens_of, schema_of, serve
 
 TOKEN_RE = re.compile(r"qtok-[0-9a-f]{10}")
 BUCKETS = 20
@@ -357,24 +356,14 @@ class JudgeServer(BenchServer):
         return await super().route(method, path, body)
 
 
-async def _main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.judge_server", description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = any free port (printed on stdout)")
     parser.add_argument("--config", type=Path, help="the script (JSON); else POST /config")
     args = parser.parse_args(argv)
     script = Script.from_json(json.loads(args.config.read_text())) if args.config else Script()
-    server = JudgeServer(script)
-    await server.start(args.host, args.port)
-    print(f"judge server listening on http://{args.host}:{server.port}/v1", flush=True)
-    await server.serve_forever()
-
-
-def main(argv: list[str] | None = None) -> None:
-    try:
-        asyncio.run(_main(argv))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    serve("judge server", JudgeServer(script), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -473,19 +473,24 @@ def parse_args(argv: list[str] | None = None) -> tuple[argparse.Namespace, Laten
     return args, model
 
 
-async def _main(argv: list[str] | None = None) -> None:
-    args, model = parse_args(argv)
-    server = BenchServer(model)
-    await server.start(args.host, args.port)
-    print(f"bench server listening on http://{args.host}:{server.port}/v1", flush=True)
-    await server.serve_forever()
+def serve(label: str, server: BenchServer, host: str, port: int) -> None:
+    """Run ``server`` until Ctrl-C, after printing the ``<label> listening on <base url>`` line that
+    ``bench.process.ChildServer`` waits for."""
+
+    async def run() -> None:
+        await server.start(host, port)
+        print(f"{label} listening on http://{host}:{server.port}/v1", flush=True)
+        await server.serve_forever()
+
+    try:
+        asyncio.run(run())
+    except KeyboardInterrupt:
+        sys.exit(0)
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        asyncio.run(_main(argv))
-    except KeyboardInterrupt:
-        sys.exit(0)
+    args, model = parse_args(argv)
+    serve("bench server", BenchServer(model), args.host, args.port)
 
 
 if __name__ == "__main__":

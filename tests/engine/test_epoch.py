@@ -14,12 +14,13 @@ import pytest
 
 from spacetime.adapters.llm.fake import HashEmbedder, ScriptedCall, ScriptedModel
 from spacetime.book import BookConfig, load_book
-from spacetime.domain import BallotStatus, Completion, FinishReason
+from spacetime.domain import BallotStatus, Completion, EpochRecord, FinishReason
 from spacetime.engine.director import Director
 from spacetime.engine.epoch import epoch_rng, run_epoch
-from spacetime.engine.events import EmbeddingsSkipped, EpochRetry
+from spacetime.engine.events import EmbeddingsSkipped, EpochRetry, Listener
 from spacetime.engine.models import ModelPool
 from spacetime.errors import CapacityError, ConfigError, ModelError
+from spacetime.ports import Embedder
 from spacetime.rules.canon import DraftContext, split_title
 from spacetime.rules.selection import judge
 from tests.engine.memory_repo import MemoryRepository
@@ -52,6 +53,18 @@ async def _director(repo: MemoryRepository, model: ScriptedModel, config: BookCo
     pool = ModelPool(config, prebuilt={"embedded": model}, prebuilt_embedder=HashEmbedder(dim=16))
     async with Director(store=repo, book=book, config=config, models=pool, retry_waits_s=(0.0,)) as director:
         yield director
+
+
+async def _opening(
+    director: Director, config: BookConfig, *, embedder: Embedder | None = None, emit: Listener | None = None
+) -> EpochRecord:
+    """Epoch 1 (no canon, no notes) played by ``run_epoch`` with the director's seats; nothing is written."""
+    return await run_epoch(
+        list(director.seats.values()), book=director.book, config=config, epoch_no=1,
+        context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
+        rng=epoch_rng(config.seed, 1, 1), embedder=embedder, started=0.0, clock=lambda: 1.0,
+        emit=emit or director.emit,
+    )  # fmt: skip
 
 
 async def test_one_epoch_is_played_by_the_rules_and_writes_nothing() -> None:
@@ -221,11 +234,7 @@ async def test_judges_that_write_one_number_are_read_by_their_probabilities() ->
     model = ScriptedModel(replies=respond, name="embedded")
     async with _director(repo, model, config) as director:
         seats = list(director.seats.values())
-        record = await run_epoch(
-            seats, book=director.book, config=config, epoch_no=1,
-            context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
-            rng=epoch_rng(config.seed, 1, 1), embedder=None, started=0.0, clock=lambda: 1.0, emit=director.emit,
-        )  # fmt: skip
+        record = await _opening(director, config)
     names = {s.agent.agent_id: s.name for s in seats}
     votes = [v for b in record.ballots for v in b.votes]
     assert len(votes) == 20 and all(v.insight_score == 5 for v in votes)
@@ -256,11 +265,7 @@ async def test_a_failed_re_ask_keeps_the_usable_first_answer() -> None:
     repo = MemoryRepository()
     async with _director(repo, ScriptedModel(replies=respond, name="embedded"), config) as director:
         seats = list(director.seats.values())
-        record = await run_epoch(
-            seats, book=director.book, config=config, epoch_no=1,
-            context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
-            rng=epoch_rng(config.seed, 1, 1), embedder=None, started=0.0, clock=lambda: 1.0, emit=director.emit,
-        )  # fmt: skip
+        record = await _opening(director, config)
     physicist = next(s.agent.agent_id for s in seats if s.name == "Physicist")
     ballot = next(b for b in record.ballots if b.voter_id == physicist)
     assert ballot.status is BallotStatus.REPAIRED and len(ballot.votes) == 2
@@ -284,13 +289,7 @@ async def test_a_failing_embedder_never_costs_an_epoch() -> None:
     repo = MemoryRepository()
     heard: list[object] = []
     async with _director(repo, model, config) as director:
-        seats = list(director.seats.values())
-        record = await run_epoch(
-            seats, book=director.book, config=config, epoch_no=1,
-            context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
-            rng=epoch_rng(config.seed, 1, 1), embedder=_BrokenEmbedder(), started=0.0, clock=lambda: 1.0,
-            emit=heard.append,
-        )  # fmt: skip
+        record = await _opening(director, config, embedder=_BrokenEmbedder(), emit=heard.append)
     assert len(record.drafts) == 5 and record.chapter_text  # the epoch was played and decided
     assert record.draft_embeddings == {} and record.chapter_embedding is None and record.embedding_model is None
     assert EmbeddingsSkipped("embedder 'vllm-embed': HTTP 503 after 4 attempts") in heard
@@ -303,11 +302,6 @@ async def test_an_epoch_its_judges_cannot_hold_stops_before_any_draft_is_written
     config = dataclasses.replace(_config(seed=2), max_tokens=600)
     repo = MemoryRepository()
     async with _director(repo, model, config) as director:
-        seats = list(director.seats.values())
         with pytest.raises(CapacityError, match="judge"):
-            await run_epoch(
-                seats, book=director.book, config=config, epoch_no=1,
-                context=DraftContext(previous=None, passages=(), retrieved=False), memories={},
-                rng=epoch_rng(config.seed, 1, 1), embedder=None, started=0.0, clock=lambda: 1.0, emit=director.emit,
-            )  # fmt: skip
+            await _opening(director, config)
     assert model.calls == []
