@@ -16,8 +16,9 @@ A real HTTP/1.1 server on loopback (asyncio streams, keep-alive, no third-party 
   ``encoding_format``, as openai's client does), ``embed_s`` per request, no slot.
 * ``GET /v1/models`` — the one served model id.
 * ``GET /stats`` — utilisation since the last reset: busy seconds per slot (a request still running counts up to
-  now), requests, queue waits, prompt / shared-prefix / completion tokens; ``POST /stats/reset`` starts a new
-  window; ``POST /config`` changes the latency model (JSON body with any :class:`LatencyModel` field).
+  now), requests, the most requests open at once, queue waits, prompt / shared-prefix / completion tokens;
+  ``POST /stats/reset`` starts a new window; ``POST /config`` changes the latency model (JSON body with any
+  :class:`LatencyModel` field).
 
 Tokens are whitespace-separated words (prompts: each message's role and content). Prefix-cache accounting works
 like vLLM's automatic prefix caching: a prompt is cut into blocks of ``block_tokens`` tokens, each block is
@@ -102,6 +103,12 @@ class Stats:
     queue_waits: list[float] = field(default_factory=list)
     service: list[float] = field(default_factory=list)
     max_queue: int = 0
+    repeats: int = 0
+    """Chat requests whose body (messages, seed, schema, cap) an earlier request already had: retries and calls
+    made again."""
+    max_in_flight: int = 0
+    """Most chat requests open at once (arrived, not yet answered): what the clients' concurrency limits let
+    through, whatever the slots."""
     by_kind: dict[str, dict[str, int]] = field(
         default_factory=lambda: {k: {"requests": 0, "prompt_tokens": 0, "shared_prompt_tokens": 0,
                                      "completion_tokens": 0} for k in ("draft", "ballot")}
@@ -208,6 +215,8 @@ class BenchServer:
             self._free.put_nowait(i)
         self._busy_since: dict[int, float] = {}
         self._waiting = 0
+        self._open = 0
+        self._seen: set[str] = set()
 
     def reset(self) -> None:
         now = time.perf_counter()
@@ -238,6 +247,8 @@ class BenchServer:
             "in_flight": len(self._busy_since),
             "queued": self._waiting,
             "max_queue": s.max_queue,
+            "max_in_flight": s.max_in_flight,
+            "repeats": s.repeats,
             "queue_wait_s": {
                 "total": sum(waits),
                 "max": max(waits, default=0.0),
@@ -276,9 +287,21 @@ class BenchServer:
 
     # ------------------------------------------------------------------ endpoints
     async def chat(self, body: dict[str, Any]) -> dict[str, Any]:
-        m = self.model
         arrived = time.perf_counter()
         self.stats.requests += 1
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+        if digest in self._seen:
+            self.stats.repeats += 1
+        self._seen.add(digest)
+        self._open += 1
+        self.stats.max_in_flight = max(self.stats.max_in_flight, self._open)
+        try:
+            return await self._chat(body, arrived)
+        finally:
+            self._open -= 1
+
+    async def _chat(self, body: dict[str, Any], arrived: float) -> dict[str, Any]:
+        m = self.model
         tokens = prompt_tokens_of(body.get("messages") or [])
         shared = self.cache.admit(tokens)
         max_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens") or 1 << 30)

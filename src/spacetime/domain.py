@@ -230,6 +230,35 @@ class CollapseDecision:
     """The lowest-rated agent after this epoch's ratings: eliminated."""
 
 
+@dataclass
+class EpochOutcome:
+    """What one played epoch decided, as the run reports it (the workflow's result)."""
+
+    epoch_no: int
+    epoch_id: UUID
+    winner: str
+    loser: str
+    wall_s: float
+    drafts: int
+    votes: int
+    completion_tokens: int
+    forfeits: int
+
+
+@dataclass(frozen=True, slots=True)
+class EpochSummary:
+    """A committed epoch as its outcome is reported (read back when a replayed epoch finds itself committed)."""
+
+    epoch_id: UUID
+    winner: str
+    loser: str
+    wall_s: float
+    drafts: int
+    votes: int
+    completion_tokens: int
+    forfeits: int
+
+
 @dataclass(frozen=True, slots=True)
 class EpochRecord:
     """Everything one epoch writes, committed in one transaction by ``Store.write_epoch``."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
 
-from spacetime.domain import Agent, Book, Chapter, Completion, EpochRecord, Persona
+from spacetime.domain import Agent, Book, Chapter, Completion, EpochRecord, EpochSummary, Persona
 
 Role = Literal["system", "user", "assistant"]
 
@@ -100,6 +100,10 @@ class BookRepository(Protocol):
         ...
 
     async def epoch_count(self, book_id: UUID) -> int: ...
+
+    async def epoch_summary(self, book_id: UUID, epoch_no: int) -> EpochSummary | None:
+        """The committed epoch ``epoch_no`` of the book as its outcome is reported, or ``None``."""
+        ...
 
     async def write_epoch(self, record: EpochRecord) -> UUID:
         """Keep a whole epoch at once (drafts, ballots, votes, ratings, the loser's death, the chapter) or nothing

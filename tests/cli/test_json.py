@@ -53,7 +53,8 @@ def test_status_personas_and_lineage_json(invoke: Invoke, migrated_url: str) -> 
     assert list(json.loads(every.stdout)) == ["books"]
     status = json.loads(invoke("status", "--book", "b", "--json", env=env).stdout)
     assert json.loads(every.stdout)["books"] == [status]
-    assert list(status) == ["book", "topic", "epochs", "chapters", "roster", "lineage", "judging"]
+    assert list(status) == ["book", "topic", "epochs", "chapters", "fleet", "roster", "lineage", "judging"]
+    assert status["fleet"] is None  # played by `spacetime run`, never submitted to a fleet
     assert (status["book"], status["epochs"], status["chapters"], status["judging"]) == ("b", 0, 0, None)
     assert all(list(a) == ROSTER_KEYS for a in status["roster"])
     assert [a["status"] for a in status["roster"]] == ["alive"] * 5 + ["eliminated"] * 2  # the living first

@@ -15,7 +15,8 @@ from spacetime.cli import app
 from spacetime.cli.app import hoist_global_options
 from tests.cli.conftest import Invoke
 
-COMMANDS = ["status", "run", "export", "deck", "swap", "personas", "lineage", "bench", "db"]
+COMMANDS = ["status", "run", "submit", "worker", "pause", "resume", "cancel", "export", "deck", "swap", "personas",
+            "lineage", "bench", "db"]
 """``spacetime --help`` lists the commands in this order."""
 
 
@@ -38,8 +39,8 @@ EVERY = dict(_commands(ROOT))
 
 def test_every_noun_is_there() -> None:
     assert sorted(" ".join(path) for path in EVERY) == sorted(
-        ["", "status", "run", "export", "deck", "swap", "personas", "lineage", "bench", "db", "db migrate", "db url",
-         "db stop"]
+        ["", "status", "run", "submit", "worker", "pause", "resume", "cancel", "export", "deck", "swap", "personas",
+         "lineage", "bench", "db", "db migrate", "db url", "db stop"]
     )  # fmt: skip
 
 

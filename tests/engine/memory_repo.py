@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, Persona
+from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, EpochSummary, Persona
 from spacetime.errors import ConfigError, StoreError
 
 
@@ -80,6 +80,16 @@ class MemoryRepository:
 
     async def epoch_count(self, book_id: UUID) -> int:
         return len(self.records(book_id))
+
+    async def epoch_summary(self, book_id: UUID, epoch_no: int) -> EpochSummary | None:
+        for epoch_id, r in self.epochs.items():
+            if r.book_id == book_id and r.epoch_no == epoch_no:
+                name = {a: self.agents_by_id[a].name for a in r.active_agent_ids}
+                return EpochSummary(epoch_id, name[r.decision.winner_id], name[r.decision.loser_id],
+                                    (r.end_time or 0.0) - (r.start_time or 0.0), len(r.drafts),
+                                    sum(len(b.votes) for b in r.ballots),
+                                    sum(d.completion_tokens for d in r.drafts), len(r.forfeits))  # fmt: skip
+        return None
 
     async def write_epoch(self, record: EpochRecord) -> UUID:
         if any(r.epoch_no == record.epoch_no for r in self.records(record.book_id)):

@@ -22,6 +22,7 @@ from spacetime.cli.books import export, status
 from spacetime.cli.common import GlobalOptions
 from spacetime.cli.db import app as db_app
 from spacetime.cli.deck import deck
+from spacetime.cli.fleet import cancel, pause, resume, submit, worker
 from spacetime.cli.reaper import lineage, personas, swap
 from spacetime.cli.run import run
 from spacetime.errors import SpacetimeError
@@ -123,7 +124,7 @@ def _root(
 
 
 # The order of `spacetime --help`.
-for command in (status, run, export, deck, swap, personas, lineage, bench):
+for command in (status, run, submit, worker, pause, resume, cancel, export, deck, swap, personas, lineage, bench):
     app.command()(command)
 app.add_typer(db_app, name="db")
 

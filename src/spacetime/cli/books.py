@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -29,9 +30,13 @@ def status(
     url = prepare(settings_of(ctx))
 
     async def collect() -> list[BookStatus]:
+        from spacetime.engine.fleet import fleet_states
+
         async with open_store(url, max_size=2) as store:
             books = [await find_book(store, book)] if book is not None else await store.list_books()
-            return [await reports.book_status(store, b) for b in books]
+            found = [await reports.book_status(store, b) for b in books]
+            states = await fleet_states(store, url)
+            return [dataclasses.replace(s, fleet=states.get(s.book.book_id)) for s in found]
 
     found = run_async(collect())
     if as_json:

@@ -35,7 +35,8 @@ def print_status(reports: Sequence[BookStatus]) -> None:
         return
     for report in reports:
         table = Table(
-            title=f"{report.book.name} — {report.epochs} epoch(s), {report.chapters} chapter(s)",
+            title=f"{report.book.name} — {report.epochs} epoch(s), {report.chapters} chapter(s)"
+            + (f" — fleet: {report.fleet}" if report.fleet else ""),
             caption=report.book.topic,
         )
         for column in ("agent", "discipline", "status", "rating", "born", "died", "replaced"):
@@ -86,6 +87,7 @@ def status_json(report: BookStatus) -> JsonObject:
         "topic": report.book.topic,
         "epochs": report.epochs,
         "chapters": report.chapters,
+        "fleet": report.fleet,
         "roster": [roster_json(e) for e in report.roster],
         "lineage": [lineage_json(e) for e in report.lineage],
         "judging": None if report.judging is None else judging_json(report.judging),

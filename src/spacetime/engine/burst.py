@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from spacetime.domain import Draft, Forfeit
+from spacetime.engine import durable
 from spacetime.engine.events import DraftDone, DraftForfeited, DraftStarted, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError
@@ -22,14 +23,18 @@ async def burst(
     """One concurrent call per seat. A call that fails after the backend's retries is a forfeit, not a crash.
 
     Concurrency is bounded by each endpoint (the embedded model queues its callers; an HTTP endpoint has a limit),
-    so this function fans out everything at once and lets the endpoints decide.
+    so this function fans out everything at once and lets the endpoints decide. Each call is a durable step
+    (``spacetime.engine.durable``): inside an epoch workflow its answer is recorded the moment it returns.
     """
+    slots = durable.reserve(len(seats))  # in seat order, before any call: a replay finds each draft at its step
 
     async def one(seat: Seat, index: int) -> Draft | Forfeit:
         emit(DraftStarted(seat.name))
+        prompt = prompt_for(seat)
+        call_seed = None if seed is None else seed + index
         try:
-            done = await seat.runner.draft(
-                prompt_for(seat), max_tokens=max_tokens, seed=None if seed is None else seed + index
+            done = await slots[index].call(
+                "spacetime.draft", lambda: seat.runner.draft(prompt, max_tokens=max_tokens, seed=call_seed)
             )
         except ModelError as exc:
             emit(DraftForfeited(seat.name, str(exc)))

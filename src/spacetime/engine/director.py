@@ -7,7 +7,6 @@ the next burst. ``async with Director(...) as director:`` seats the roster and, 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -16,7 +15,9 @@ from uuid import UUID
 
 from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig
-from spacetime.domain import Agent, Book, RatingChange
+from spacetime.domain import Agent, Book, EpochOutcome, RatingChange
+from spacetime.engine import durable
+from spacetime.engine.durable import Durable
 from spacetime.engine.epoch import MIN_DRAFTS, epoch_rng, run_epoch
 from spacetime.engine.events import EpochCommitted, EpochRetry, EpochStarted, Listener, ignore
 from spacetime.engine.models import ModelPool
@@ -34,19 +35,6 @@ RETRIEVED_PASSAGES = 3
 
 
 @dataclass
-class EpochOutcome:
-    epoch_no: int
-    epoch_id: UUID
-    winner: str
-    loser: str
-    wall_s: float
-    drafts: int
-    votes: int
-    completion_tokens: int
-    forfeits: int
-
-
-@dataclass
 class Director:
     store: BookRepository
     book: Book
@@ -57,6 +45,11 @@ class Director:
     retry_waits_s: Sequence[float] = (5.0, 20.0, 60.0)
     seats: dict[UUID, Seat] = field(default_factory=dict)
     reaper: Reaper | None = None
+    succession_grace_s: float = 0.0
+    """How long a boundary waits for the successor being prepared (a bred one) before taking a quick one. A
+    Director seated for one epoch (a fleet worker's) waits: what it prepares is otherwise thrown away."""
+    durable: Durable | None = None
+    """Set: each epoch is a DBOS workflow started through it (``spacetime run``); unset: played in place."""
 
     # ------------------------------------------------------------------ lifecycle
     async def __aenter__(self) -> Director:
@@ -88,7 +81,8 @@ class Director:
                 )
         self.seats = {agent.agent_id: self.seat_for(agent) for agent in living}
         if self.reaper is None and isinstance(self.store, Store):  # the Reaper keeps its own PostgreSQL queries
-            self.reaper = Reaper(self.store, self.book, self.config, self.seat_for, self.emit, models=self.models)
+            self.reaper = Reaper(self.store, self.book, self.config, self.seat_for, self.emit, models=self.models,
+                                 prep_grace_s=self.succession_grace_s)  # fmt: skip
         if self.reaper is not None:
             await self.reaper.start()
 
@@ -114,11 +108,21 @@ class Director:
         return outcomes
 
     async def play_epoch_with_retries(self) -> EpochOutcome:
+        """Play the next epoch: as a durable workflow when the Director has one (``durable``), else in place."""
+        epoch_no = await self.next_epoch_no()
+        if self.durable is not None:
+            return await self.durable.play(self.book.book_id, epoch_no)
+        return await self.play_durable_epoch(epoch_no)
+
+    async def play_durable_epoch(self, epoch_no: int) -> EpochOutcome:
+        """Epoch ``epoch_no`` with its retries: the body of the epoch workflow. Too few drafts or no counted vote
+        → wait (a durable sleep) and play the epoch again; an epoch a crashed run already committed is not played
+        again (its outcome is read back)."""
         waits = list(self.retry_waits_s)
         attempt = 1
         while True:
             try:
-                return await self.play_epoch(attempt)
+                return await self.play_epoch(attempt, epoch_no=epoch_no)
             except (EpochShort, EpochUnjudged) as short:
                 if not waits and isinstance(short, EpochUnjudged):
                     raise ModelError(
@@ -131,19 +135,25 @@ class Director:
                         "intact: check the model endpoints and run again to resume"
                     ) from None
                 wait = waits.pop(0)
-                self.emit(EpochRetry(await self.next_epoch_no(), short.drafts, wait))
-                await asyncio.sleep(wait)
+                self.emit(EpochRetry(epoch_no, short.drafts, wait))
+                await durable.sleep(wait)
                 attempt += 1
 
     async def next_epoch_no(self) -> int:
         return await self.store.epoch_count(self.book.book_id) + 1
 
-    async def play_epoch(self, attempt: int = 1) -> EpochOutcome:
+    async def play_epoch(self, attempt: int = 1, *, epoch_no: int | None = None) -> EpochOutcome:
+        committed = await self.store.epoch_count(self.book.book_id)
+        if epoch_no is None:
+            epoch_no = committed + 1
+        if epoch_no <= committed:  # a replay after the commit: nothing to play or write again
+            return await self.committed_outcome(epoch_no)
+        if epoch_no != committed + 1:
+            raise ModelError(f"epoch {epoch_no} of book {self.book.name!r} cannot be played: {committed} committed")
         if self.reaper is not None:
             self.seats = await self.reaper.ready(self.seats)  # the roster is complete before the burst
-        epoch_no = await self.next_epoch_no()
-        rng = epoch_rng(self.config.seed, epoch_no, attempt)
-        seats = list(self.seats.values())
+        rng = epoch_rng(self.config.seed, epoch_no, attempt, self.book.book_id)
+        seats = await self.recorded_roster(epoch_no)
         self.emit(EpochStarted(self.book.name, epoch_no, tuple(s.name for s in seats), attempt))
         started = self.clock()
         t0 = time.perf_counter()
@@ -175,6 +185,35 @@ class Director:
             epoch_no=epoch_no, epoch_id=epoch_id, winner=names[decision.winner_id], loser=names[decision.loser_id],
             wall_s=wall, drafts=len(record.drafts), votes=sum(len(b.votes) for b in record.ballots),
             completion_tokens=tokens, forfeits=len(record.forfeits),
+        )  # fmt: skip
+
+    async def recorded_roster(self, epoch_no: int) -> list[Seat]:
+        """The seats in the order the epoch's calls were first made (a durable step: a replay after a crash gets
+        the recorded order, so each recorded draft and ballot goes back to its own agent). A replay whose living
+        roster is not the recorded one cannot be finished: it fails, and the next run plays the epoch afresh."""
+        seats = list(self.seats.values())
+        current = [str(s.agent.agent_id) for s in seats]
+
+        async def now() -> list[str]:
+            return current
+
+        order = await durable.record("spacetime.roster", now)
+        if sorted(order) != sorted(current):
+            raise ModelError(
+                f"epoch {epoch_no} of book {self.book.name!r} was begun with another roster than the book has now; "
+                "run again to play it afresh"
+            )
+        by_id = {str(s.agent.agent_id): s for s in seats}
+        return [by_id[agent_id] for agent_id in order]
+
+    async def committed_outcome(self, epoch_no: int) -> EpochOutcome:
+        summary = await self.store.epoch_summary(self.book.book_id, epoch_no)
+        if summary is None:
+            raise ModelError(f"epoch {epoch_no} of book {self.book.name!r} is counted but cannot be read back")
+        return EpochOutcome(
+            epoch_no=epoch_no, epoch_id=summary.epoch_id, winner=summary.winner, loser=summary.loser,
+            wall_s=summary.wall_s, drafts=summary.drafts, votes=summary.votes,
+            completion_tokens=summary.completion_tokens, forfeits=summary.forfeits,
         )  # fmt: skip
 
     async def draft_context(self, epoch_no: int, seat: Seat) -> DraftContext:

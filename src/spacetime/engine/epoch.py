@@ -15,6 +15,7 @@ from uuid import UUID
 
 from spacetime.book import BookConfig
 from spacetime.domain import Book, Draft, EpochRecord, Persona
+from spacetime.engine import durable
 from spacetime.engine.burst import burst
 from spacetime.engine.events import EmbeddingsSkipped, Listener, ignore
 from spacetime.engine.judgment import judgment, preflight
@@ -35,9 +36,13 @@ MIN_DRAFTS = 3
 """Below this many drafts an epoch is not played: it is retried later (a blind vote needs two other drafts)."""
 
 
-def epoch_rng(seed: int | None, epoch_no: int, attempt: int) -> random.Random:
-    """The epoch's randomness: replayable from the book's seed (per epoch and attempt), else fresh."""
-    return random.Random(f"{seed}:{epoch_no}:{attempt}") if seed is not None else random.Random()
+def epoch_rng(seed: int | None, epoch_no: int, attempt: int, book_id: UUID | None = None) -> random.Random:
+    """The epoch's randomness: replayable from the book's seed (per epoch and attempt), else from the book's id
+    (a durable epoch replayed after a crash draws the same aliases and orders its recorded ballots were cast in).
+    Fresh only without either."""
+    if seed is not None:
+        return random.Random(f"{seed}:{epoch_no}:{attempt}")
+    return random.Random(f"book:{book_id}:{epoch_no}:{attempt}") if book_id is not None else random.Random()
 
 
 def draft_prompt(
@@ -85,8 +90,9 @@ async def embed_drafts(
     hears ``EmbeddingsSkipped``)."""
     if embedder is None:
         return {}
+    slot = durable.reserve(1)[0]
     try:
-        vectors = await embedder.embed([d.text for d in drafts])
+        vectors = await slot.call("spacetime.embed", lambda: embedder.embed([d.text for d in drafts]))
     except ModelError as exc:
         emit(EmbeddingsSkipped(str(exc)))
         return {}

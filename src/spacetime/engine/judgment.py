@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from uuid import UUID
 
 from spacetime.domain import Ballot, BallotStatus, Completion, Draft, ReviewItem, Vote
+from spacetime.engine import durable
 from spacetime.engine.events import BallotDone, JudgmentStarted, Listener
 from spacetime.engine.seats import Seat
 from spacetime.errors import ModelError
@@ -152,6 +153,7 @@ async def judgment(
         seat.agent.agent_id: review_items(seat.model, orders[seat.agent.agent_id], texts, caps[id(seat.model)], rng)
         for seat in seats
     }
+    slots = durable.reserve(2 * len(seats))  # each voter's ballot and re-ask, in seat order, before any call
 
     async def one(seat: Seat, index: int) -> Ballot:
         voter = seat.agent.agent_id
@@ -165,7 +167,10 @@ async def judgment(
         raws: list[str] = []
         answers: list[tuple[ParsedBallot, Completion]] = []
         try:
-            first = await seat.runner.judge(prompt, json_schema=schema, max_tokens=reply_tokens, seed=call_seed)
+            first = await slots[2 * index].call(
+                "spacetime.ballot",
+                lambda: seat.runner.judge(prompt, json_schema=schema, max_tokens=reply_tokens, seed=call_seed),
+            )
             raws.append(first.text)
             parsed = parse_ballot(first.text, order)
             answers.append((parsed, first))
@@ -174,7 +179,10 @@ async def judgment(
                 again = prompt + "\n\n" + render("reask.j2", aliases=", ".join(order))
                 reseed = None if call_seed is None else call_seed + 7
                 try:
-                    second = await seat.runner.judge(again, json_schema=schema, max_tokens=reply_tokens, seed=reseed)
+                    second = await slots[2 * index + 1].call(
+                        "spacetime.reask",
+                        lambda: seat.runner.judge(again, json_schema=schema, max_tokens=reply_tokens, seed=reseed),
+                    )
                 except ModelError as exc:  # the first answer may still be usable: it is kept (rules §3)
                     decision = decide_ballot(parsed, order, ParsedBallot({}, (f"re-ask failed: model error: {exc}",)))
                 else:

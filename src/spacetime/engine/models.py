@@ -7,6 +7,7 @@ weights).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from spacetime.adapters.llm.registry import build_embedder, build_model
@@ -20,10 +21,22 @@ class SharedModels:
     """Models shared by every book of a process, one per distinct endpoint definition (an ``EndpointSpec`` value:
     same name and settings). Closed by its owner (``aclose``), not by the books' pools."""
 
+    wrap: Callable[[EndpointSpec, ChatModel], ChatModel] | None = None
+    """Applied to each model the books get (a fleet worker routes HTTP endpoints' calls through its queue);
+    ``raw`` gives the model itself."""
     _chat: dict[EndpointSpec, ChatModel] = field(default_factory=dict)
+    _wrapped: dict[EndpointSpec, ChatModel] = field(default_factory=dict)
     _embedders: dict[EndpointSpec, Embedder] = field(default_factory=dict)
 
     def chat(self, spec: EndpointSpec) -> ChatModel:
+        if self.wrap is None:
+            return self.raw(spec)
+        model = self._wrapped.get(spec)
+        if model is None:
+            model = self._wrapped[spec] = self.wrap(spec, self.raw(spec))
+        return model
+
+    def raw(self, spec: EndpointSpec) -> ChatModel:
         model = self._chat.get(spec)
         if model is None:
             model = self._chat[spec] = build_model(spec)
@@ -41,6 +54,7 @@ class SharedModels:
         for embedder in self._embedders.values():
             await embedder.aclose()
         self._chat.clear()
+        self._wrapped.clear()
         self._embedders.clear()
 
 

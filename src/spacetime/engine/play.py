@@ -15,14 +15,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from uuid import UUID
 
 from spacetime.adapters.pg.connect import prepare
-from spacetime.adapters.pg.store import open_store
+from spacetime.adapters.pg.store import Store, open_store
 from spacetime.book import BookConfig, load_book, parse_book, validate_book_name
 from spacetime.config import Settings
-from spacetime.domain import Book
-from spacetime.engine.director import Director, EpochOutcome
+from spacetime.domain import Book, EpochOutcome
+from spacetime.engine.director import Director
+from spacetime.engine.durable import Durable, default_executor_id
 from spacetime.engine.events import Listener
+from spacetime.engine.hosting import Host
 from spacetime.engine.models import ModelPool, SharedModels
 from spacetime.errors import ConfigError
 from spacetime.ports import BookRepository, ChatModel, Embedder
@@ -99,13 +102,36 @@ async def play_book(
     max_tokens: int | None,
     seed: int | None,
     emit: Listener,
+    durable: bool = True,
 ) -> tuple[str, list[EpochOutcome]]:
     url = prepare(settings)
     async with open_store(url) as store:
         book, config = await open_book(store, book_file, book_name=book_name, max_tokens=max_tokens, seed=seed)
-        async with store.book_lock(book), _seated(store, book, config, ModelPool(config), emit) as director:
-            outcomes = await director.play(epochs)
+        shared = SharedModels()
+        try:
+            async with store.book_lock(book), _seated(store, book, config, ModelPool(config), emit) as director:
+                async with _durably(url, store, shared, {book.book_id: director}, durable):
+                    outcomes = await director.play(epochs)
+        finally:
+            await shared.aclose()
     return book.name, outcomes
+
+
+@asynccontextmanager
+async def _durably(
+    url: str, store: BookRepository, shared: SharedModels, directors: dict[UUID, Director], on: bool
+) -> AsyncIterator[Host | None]:
+    """DBOS launched for this run with the Directors in ``directors`` (filled as books are seated) playing each
+    epoch as a durable workflow; nothing when ``on`` is false or the repository is not PostgreSQL (tests)."""
+    if not on or not isinstance(store, Store):
+        yield None
+        return
+    host = Host(store, shared, directors)
+    async with Durable(url, host, executor_id=default_executor_id("run")) as engine:
+        host.engine = engine
+        for director in directors.values():
+            director.durable = engine
+        yield host
 
 
 # --------------------------------------------------------------------------- many books at once
@@ -184,6 +210,7 @@ async def play_books(
     on_done: Callable[[BookRun], None] | None = None,
     prebuilt: dict[str, ChatModel] | None = None,
     prebuilt_embedder: Embedder | None = None,
+    durable: bool = True,
 ) -> list[BookRun]:
     """Play ``epochs`` epochs of every planned book at once; return one :class:`BookRun` per plan, in order.
 
@@ -197,7 +224,12 @@ async def play_books(
     shared = SharedModels()
     pool_size = min(MAX_POOL, 2 + 2 * len(plans))
     try:
-        async with open_store(url, max_size=pool_size) as store, store.book_locks() as locks:
+        directors: dict[UUID, Director] = {}
+        async with (
+            open_store(url, max_size=pool_size) as store,
+            store.book_locks() as locks,
+            _durably(url, store, shared, directors, durable) as host,
+        ):
 
             async def play_one(plan: BookPlan, run: BookRun) -> None:
                 try:
@@ -211,8 +243,13 @@ async def play_books(
                             config, prebuilt=dict(prebuilt or {}), prebuilt_embedder=prebuilt_embedder, shared=shared
                         )
                         async with _seated(store, book, config, models, emit_for(plan.name)) as director:
-                            for _ in range(epochs):
-                                run.outcomes.append(await director.play_epoch_with_retries())
+                            if host is not None:
+                                host.register(director)
+                            try:
+                                for _ in range(epochs):
+                                    run.outcomes.append(await director.play_epoch_with_retries())
+                            finally:
+                                directors.pop(book.book_id, None)
                 except asyncio.CancelledError:
                     raise
                 except Exception as exc:  # one book's failure never stops the others

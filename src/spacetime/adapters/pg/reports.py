@@ -94,6 +94,9 @@ class BookStatus:
     """In order of entry: a replaced agent always comes before its replacement."""
     judging: Judging | None = None
     """How the book has been judged (``None`` before its first epoch)."""
+    fleet: str | None = None
+    """A submitted book's state in the fleet (waiting, playing, paused, cancelled, done, failed); ``None`` for a
+    book played by ``spacetime run`` only."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
+from spacetime.adapters.pg.jobs import Jobs
 from spacetime.adapters.pg.notes import AgentNotes
 from spacetime.adapters.pg.personas import Personas
 from spacetime.adapters.pg.reaper_log import ReaperLog
@@ -31,7 +32,7 @@ from spacetime.adapters.pg.repository import lost_database, store_errors
 from spacetime.adapters.pg.roster import INSERT_PERSONA, Roster, persona_params
 from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, book_from_row
 from spacetime.adapters.pg.swaps import Swaps
-from spacetime.domain import Agent, AgentStatus, Book, Chapter, DraftScore, EpochRecord, Persona
+from spacetime.domain import Agent, AgentStatus, Book, Chapter, DraftScore, EpochRecord, EpochSummary, Persona
 from spacetime.errors import BookBusy, ConfigError, StoreError
 
 
@@ -107,12 +108,13 @@ class Store:
         self.pool = pool
         self.url = url
         # one concern each, over this pool: the agents and the archive, their notes, personas (embeddings,
-        # rankings), operator swaps (and the one swap listener), the Reaper's log
+        # rankings), operator swaps (and the one swap listener), the Reaper's log, fleet books' jobs
         self.roster = Roster(pool)
         self.notes = AgentNotes(pool)
         self.personas = Personas(pool)
         self.swaps = Swaps(pool, url)
         self.reaper_log = ReaperLog(pool)
+        self.jobs = Jobs(pool)
 
     async def rows(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         """All rows of one query as dicts."""
@@ -141,6 +143,10 @@ class Store:
         if not found:
             return None
         return book_from_row(found[0])
+
+    async def book_by_id(self, book_id: UUID) -> Book | None:
+        found = await self.rows("SELECT * FROM books WHERE book_id = %s", (book_id,))
+        return book_from_row(found[0]) if found else None
 
     async def list_books(self) -> list[Book]:
         return [book_from_row(r) for r in await self.rows("SELECT * FROM books ORDER BY created_at, name")]
@@ -197,6 +203,24 @@ class Store:
                 await conn.execute("SELECT count(*) FROM simulation_epochs WHERE book_id = %s", (book_id,))
             ).fetchone()
         return int(row[0]) if row else 0
+
+    async def epoch_summary(self, book_id: UUID, epoch_no: int) -> EpochSummary | None:
+        rows = await self.rows(
+            "SELECT e.epoch_id, w.name AS winner, l.name AS loser, "
+            "EXTRACT(EPOCH FROM (e.end_time - e.start_time))::float8 AS wall_s, "
+            "(SELECT count(*) FROM drafts d WHERE d.epoch_id = e.epoch_id) AS drafts, "
+            "(SELECT count(*) FROM peer_votes v WHERE v.epoch_id = e.epoch_id) AS votes, "
+            "(SELECT coalesce(sum(d.completion_tokens), 0) FROM drafts d WHERE d.epoch_id = e.epoch_id) AS tokens, "
+            "(SELECT count(*) FROM forfeits f WHERE f.epoch_id = e.epoch_id) AS forfeits "
+            "FROM simulation_epochs e JOIN agents w ON w.agent_id = e.winner_agent_id "
+            "JOIN agents l ON l.agent_id = e.loser_agent_id WHERE e.book_id = %s AND e.epoch_no = %s",
+            (book_id, epoch_no),
+        )
+        if not rows:
+            return None
+        r = rows[0]
+        return EpochSummary(r["epoch_id"], r["winner"], r["loser"], float(r["wall_s"] or 0.0), int(r["drafts"]),
+                            int(r["votes"]), int(r["tokens"]), int(r["forfeits"]))  # fmt: skip
 
     async def write_epoch(self, record: EpochRecord, *, cause_of_death: str = "lowest rating") -> UUID:
         """Commit a whole epoch in ONE transaction. Nothing is written if any part fails."""
