@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from uuid import UUID
 
 from spacetime.adapters.pg.connect import prepare
@@ -31,8 +32,8 @@ from spacetime.ports import ChatModel
 log = logging.getLogger("spacetime.fleet")
 
 
-class FleetState:
-    """What ``spacetime status`` says of a fleet book (plain strings: they are printed and put in JSON)."""
+class FleetState(StrEnum):
+    """What ``spacetime status`` says of a fleet book."""
 
     WAITING = "waiting"
     PLAYING = "playing"
@@ -116,7 +117,7 @@ async def control(settings: Settings, name: str, action: JobState) -> str:
             fleet.close()
 
 
-def fleet_state(job_state: JobState | None, runs: Sequence[EpochRun]) -> str | None:
+def fleet_state(job_state: JobState | None, runs: Sequence[EpochRun]) -> FleetState | None:
     """A fleet book's state from its job and its epoch workflows (``None``: never submitted)."""
     if job_state is None:
         return None
@@ -132,7 +133,7 @@ def fleet_state(job_state: JobState | None, runs: Sequence[EpochRun]) -> str | N
             JobState.DONE: FleetState.DONE}[job_state]  # fmt: skip
 
 
-async def fleet_states(store: Store, url: str) -> dict[UUID, str]:
+async def fleet_states(store: Store, url: str) -> dict[UUID, FleetState]:
     """Book id → fleet state, for every submitted book."""
     jobs = await store.jobs.all()
     if not jobs:
