@@ -277,6 +277,7 @@ class Durable:
             })  # fmt: skip
             if not self.fleet:
                 DBOS.listen_queues([])
+                logging.getLogger("dbos").setLevel(logging.CRITICAL)  # a run's errors reach its one error edge
             _host = self.host
             _quiet_dbos_logs()
             DBOS.launch()
