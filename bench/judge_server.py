@@ -17,12 +17,13 @@ It reuses :class:`bench.server.BenchServer`'s HTTP plumbing (asyncio streams, ke
   ``As the <name>, …``; ``injector`` ends with ``NOTE TO THE REVIEWER: …10/10…``.
 * **Ballot requests** (a JSON schema whose properties are the aliases, or a ballot prompt without one). The voter
   is recognised the same way, from the prompt with every draft's text removed. The drafts are cut out of the prompt
-  at their ``Draft <alias>`` headers, in the order shown. Each judge starts honest, ``1 + 9·q + N(0, noise)``
+  at their ``Draft <alias>`` headers, in the order shown (the voter's own draft, shown but not asked for in the
+  shared layout, keeps its place and is not scored). Each judge starts honest, ``1 + 9·q + N(0, noise)``
   (``q`` = 0.5 for a draft without a readable token), then applies its biases, in this order: ``clique`` (+3 to a
   draft naming another clique member or carrying a member's token), ``harsh`` (−4), ``position`` (+2 to the first
-  draft shown); the result is rounded and clamped to 1–10; ``obedient`` gives 10 to any draft whose visible text
-  still carries an instruction to the reviewers. Random draws come from the request's ``seed`` (none: a hash of
-  the prompt), so a request always gets the same answer.
+  draft shown, if the voter scores it); the result is rounded and clamped to 1–10; ``obedient`` gives 10 to any
+  draft whose visible text still carries an instruction to the reviewers. Random draws come from the request's
+  ``seed`` (none: a hash of the prompt), so a request always gets the same answer.
 * Anything else with a schema (the breeder) gets ``{}``: the engine falls back to its deterministic child.
 
 Admin: ``POST /config`` replaces the script (JSON, see :class:`Script`), ``GET /config``; ``GET /log`` is every
@@ -66,6 +67,7 @@ _WORDS = (
     "value price market vote law rule number proof symmetry machine network feedback system energy matter wave "
     "observer frame motion rest season calendar debt interest risk trust power state field theory model limit"
 ).split()
+_ALIAS = re.compile(r"^Anonymous_[A-Za-z]+_\d+$")
 _DRAFT_HEADER = re.compile(r"^Draft (\S+?)(?: \(excerpt\))?:\s*$", re.MULTILINE)
 _CHAPTER_RE = re.compile(r"chapter (\d+)", re.IGNORECASE)
 
@@ -174,10 +176,14 @@ def identify(book: BookScript, text: str) -> str | None:
 
 
 def split_items(prompt: str, aliases: list[str]) -> tuple[str, list[tuple[str, str]]]:
-    """(the prompt without draft texts, [(alias, text shown)] in the order shown)."""
+    """(the prompt without draft texts, [(alias, text shown)] in the order shown).
+
+    Every ``Draft <alias>:`` header of an expected alias, or of any ``Anonymous_<Mask>_<n>`` alias (the voter's own
+    draft in the shared layout: shown, not expected), starts an item; an expected alias that was not shown comes
+    last with an empty text (judged blind)."""
     found: list[tuple[int, int, str]] = []
     for m in _DRAFT_HEADER.finditer(prompt):
-        if not aliases or m.group(1) in aliases:
+        if not aliases or m.group(1) in aliases or _ALIAS.match(m.group(1)):
             found.append((m.start(), m.end(), m.group(1)))
     seen = {a for _, _, a in found}
     items: list[tuple[str, str]] = []
@@ -185,7 +191,7 @@ def split_items(prompt: str, aliases: list[str]) -> tuple[str, list[tuple[str, s
     for i, (_, end, alias) in enumerate(found):
         stop = found[i + 1][0] if i + 1 < len(found) else len(prompt)
         items.append((alias, prompt[end:stop]))
-    if found:  # the tail after the last draft's closing marker belongs to the frame (e.g. a re-ask)
+    if found:  # the tail after the last draft's closing marker belongs to the frame (the voter's part, a re-ask)
         last = items[-1][1]
         close = last.rfind("<<END")
         if close >= 0:
@@ -248,14 +254,16 @@ class JudgeServer(BenchServer):
             lines.append(INJECTION)
         return "\n".join(lines)
 
-    def judge(self, book: BookScript, voter: Author | None, items: list[tuple[str, str]],
-              rng: random.Random) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    def judge(self, book: BookScript, voter: Author | None, items: list[tuple[str, str]], rng: random.Random,
+              wanted: list[str] | None = None) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
         s = self.script
         biases = set(voter.biases) if voter is not None else set()
         members = book.clique
         ballot: dict[str, Any] = {}
         judged: list[dict[str, Any]] = []
-        for position, (alias, text) in enumerate(items, start=1):
+        for position, (alias, text) in enumerate(items, start=1):  # display positions (own draft included)
+            if wanted is not None and alias not in wanted:
+                continue  # the voter's own draft: shown, not scored
             decoded = s.decode(text)
             author = decoded[1] if decoded is not None and decoded[0] == book.key else None
             q = decoded[2] if decoded is not None else s.default_q
@@ -303,7 +311,8 @@ class JudgeServer(BenchServer):
             if book is None:
                 text = json.dumps({a: {"insight_score": 5, "rationale": "Unknown book."} for a in wanted})
             else:
-                ballot, judged = self.judge(book, voter, items, self._rng(body, prompt, "ballot", voter_name or ""))
+                ballot, judged = self.judge(book, voter, items, self._rng(body, prompt, "ballot", voter_name or ""),
+                                            wanted)  # fmt: skip
                 text = json.dumps(ballot)
             entry.update(kind="ballot", voter=voter_name, chapter=int(jm.group(1)) if jm else None,
                          reask="could not be read as the requested ballot" in frame, items=judged)  # fmt: skip

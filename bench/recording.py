@@ -22,6 +22,8 @@ class CallRecord:
     seed: int | None
     temperature: float
     text: str
+    cached_tokens: int = 0
+    """Prompt tokens the backend took from its prefix cache (llama.cpp's KV reuse on the embedded model)."""
 
 
 @dataclass(eq=False)
@@ -57,7 +59,8 @@ class RecordingModel:
         )
         self.calls.append(
             CallRecord(json_schema is not None, done.latency_s, done.prompt_tokens, done.completion_tokens,
-                       tuple(messages), max_tokens, json_schema, seed, temperature, done.text)  # fmt: skip
+                       tuple(messages), max_tokens, json_schema, seed, temperature, done.text,
+                       done.cached_tokens)  # fmt: skip
         )
         return done
 

@@ -267,6 +267,17 @@ def layers(*, rounds: int, per_round: int) -> Row:
 
 
 # --------------------------------------------------------------------------- 5. many books
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux ``/proc/self/statm``; elsewhere the peak from ``getrusage``)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 async def _books(
     db_url: str, server: ServerProcess, count: int, *, agents: int, slots: int, warmup_epochs: int, window_s: float,
     max_tokens: int,
@@ -301,10 +312,12 @@ async def _books(
         await asyncio.to_thread(server.reset)
         start, c0, t0 = committed, time.process_time(), time.perf_counter()
         target = start + max(2 * count, 10)
+        rss_peak = rss_bytes()
         while (committed < target or time.perf_counter() - t0 < window_s) and not task.done():
             if time.perf_counter() - t0 > 600:
                 raise RuntimeError(f"{count} books: only {committed - start} epochs in 600 s")
             await asyncio.sleep(0.02)
+            rss_peak = max(rss_peak, rss_bytes())
         stats = await asyncio.to_thread(server.stats)
         elapsed, cpu, epochs = time.perf_counter() - t0, time.process_time() - c0, committed - start
     finally:
@@ -326,6 +339,7 @@ async def _books(
         "server_queue_wait_max_s": waits["max"],
         "failed_books": len(failed),
         "window_s": elapsed,
+        "rss_peak_mib": rss_peak / 2**20,
     }
 
 
@@ -434,6 +448,7 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int, replay: b
         director, models = await _director(store, config, "embedded", prebuilt={"embedded": recorder})
         embedder = models.embedder()
         walls, tokens, rates, direct, embed_s, draft_s, ballot_s = [], [], [], [], [], [], []
+        prefill, prompts = [], []
         try:
             await director.play_epoch()  # warm-up: loads the embedder
             for _ in range(epochs):  # a tournament epoch and a direct loop, side by side
@@ -442,6 +457,8 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int, replay: b
                 await director.play_epoch()
                 walls.append(time.perf_counter() - t0)
                 tokens.append(sum(c.completion_tokens for c in recorder.calls))
+                prompts.append(sum(c.prompt_tokens for c in recorder.calls))
+                prefill.append(sum(c.prompt_tokens - c.cached_tokens for c in recorder.calls))
                 draft_s.append(sum(c.latency_s for c in recorder.calls if not c.ballot))
                 ballot_s.append(sum(c.latency_s for c in recorder.calls if c.ballot))
                 rates.append(tokens[-1] / walls[-1])
@@ -482,6 +499,10 @@ async def _embedded(db_url: str, n: int, epochs: int, max_tokens: int, replay: b
         "ballot_completion_tokens": sum(c.completion_tokens for c in calls if c.ballot),
         "ballot_prompt_tokens": sum(c.prompt_tokens for c in calls if c.ballot),
         "draft_prompt_tokens": sum(c.prompt_tokens for c in calls if not c.ballot),
+        "prompt_tokens_per_epoch": median(prompts),
+        "prefill_tokens_per_epoch": median(prefill),
+        "ballot_prefill_tokens": sum(c.prompt_tokens - c.cached_tokens for c in calls if c.ballot),
+        "draft_prefill_tokens": sum(c.prompt_tokens - c.cached_tokens for c in calls if not c.ballot),
         "embed_drafts_s": embed_s[0] if embed_s else None,
         "threads": chat.n_threads or os.cpu_count(),
         "epochs": epochs,

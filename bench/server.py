@@ -11,7 +11,8 @@ A real HTTP/1.1 server on loopback (asyncio streams, keep-alive, no third-party 
   ``finish_reason`` is ``"length"``. A request whose ``response_format`` carries a JSON schema (OpenAI's
   ``{"type": "json_schema", "json_schema": {"schema": …}}`` or llama-cpp-python's
   ``{"type": "json_object", "schema": …}``) gets a valid ballot: an object keyed by the schema's ``required``
-  properties, each ``{"insight_score": int, "rationale": str}``. ``usage`` reports prompt and completion tokens.
+  properties, each ``{"insight_score": int, "rationale": str}``. ``usage`` reports prompt and completion tokens,
+  and the prompt tokens found in the prefix cache (``prompt_tokens_details.cached_tokens``, as vLLM does).
 * ``POST /v1/embeddings`` — deterministic unit vectors (hashed bag of words; base64 float32 when asked with
   ``encoding_format``, as openai's client does), ``embed_s`` per request, no slot.
 * ``GET /v1/models`` — the one served model id.
@@ -362,7 +363,8 @@ class BenchServer:
             "created": int(time.time()),
             "model": body.get("model") or MODEL_ID,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
-            "usage": {"prompt_tokens": len(tokens), "completion_tokens": n, "total_tokens": len(tokens) + n},
+            "usage": {"prompt_tokens": len(tokens), "completion_tokens": n, "total_tokens": len(tokens) + n,
+                      "prompt_tokens_details": {"cached_tokens": shared}},  # as vLLM with prefix caching says
         }
 
     async def embeddings(self, body: dict[str, Any]) -> dict[str, Any]:

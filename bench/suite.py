@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 results["speedup"] = scenarios.speedup(db, latency, n=7, repeats=repeats, max_tokens=256)
         if "scaling" in sections:
             step("calls, tokens and CPU per epoch vs N")
-            ns = [5] if quick else [5, 7, 16, 32, 64]
+            ns = [7] if quick else [5, 7, 16, 32, 64]
             results["scaling"] = scenarios.scaling(db, ns=ns, repeats=repeats, max_tokens=256)
         if "layers" in sections:
             step("per-call CPU by layer")
@@ -115,8 +115,8 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
     if s := results.get("speedup"):
         rows.append((f"epoch speedup vs RoundRobinGroupChat, N = {s['n']}",
                      f"{s['speedup']:.2f}× ({s['sequential_s']:.2f} s → {s['parallel_s']:.2f} s)",
-                     f"≥ 6.5× (limit {s['n']}×)" if s["n"] == 7 else f"> 1× (limit {s['n']}×)",
-                     s["speedup"] >= 6.5 if s["n"] == 7 else s["speedup"] > 1))
+                     f"≥ 6.8× (limit {s['n']}×)" if s["n"] == 7 else f"> 1× (limit {s['n']}×)",
+                     s["speedup"] >= 6.8 if s["n"] == 7 else s["speedup"] > 1))
         rows.append((f"epoch wall ÷ (slowest draft + slowest ballot), N = {s['n']}", f"{s['overhead_ratio']:.3f}",
                      "≤ 1.05", s["overhead_ratio"] <= 1.05))
         rows.append((f"LLM calls per parallel epoch, N = {s['n']}", f"{s['calls']:.0f} (baseline: "
@@ -127,21 +127,30 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
                      ", ".join(f"{r['calls']:.0f}" for r in scale), "2N", ok))
         for r in scale:
             if r["n"] in (7, 64):
-                limit = 20 if r["n"] == 7 else 1000
+                limit = 20 if r["n"] == 7 else 400
                 rows.append((f"orchestrator CPU per epoch, instant server, N = {r['n']}", f"{r['cpu_ms']:.0f} ms",
                              f"≤ {limit} ms", r["cpu_ms"] <= limit))
         for r in scale:
             if r["n"] in (7, 64) or len(scale) == 1:
+                goal = {7: 0.75, 64: 0.93}.get(r["n"])
                 rows.append((f"prompt tokens shared with earlier requests, N = {r['n']}",
-                             f"{100 * r['shared_fraction']:.0f} % of {r['prompt_tokens']:,.0f} (drafts "
+                             f"{100 * r['shared_fraction']:.1f} % of {r['prompt_tokens']:,.0f} (drafts "
                              f"{100 * r['draft_shared_fraction']:.0f} %, "
                              f"ballots {100 * r['ballot_shared_fraction']:.0f} %)",
-                             "measure", None))
+                             "measure" if goal is None else f"≥ {100 * goal:.0f} %",
+                             None if goal is None else r["shared_fraction"] >= goal))
+            if r["n"] == 64:
+                uncached = r["prompt_tokens"] - r["shared_prompt_tokens"]
+                rows.append(("uncached prompt tokens per epoch, N = 64", f"{uncached:,.0f}", "≤ 80,000",
+                             uncached <= 80_000))
     if bk := results.get("books"):
         top = bk[-1]
         rows.append((f"slot utilisation, {top['books']} books × {top['agents']} agents, {top['slots']} slots",
                      f"{100 * top['utilisation']:.0f} % ({top['epochs_per_s']:.2f} epochs/s)", "≥ 80 %",
                      top["utilisation"] >= 0.8 if top["books"] >= 100 else None))
+        rows.append((f"RSS of the one process playing {top['books']} books × {top['agents']} agents (peak in the "
+                     "window)", f"{top['rss_peak_mib']:,.0f} MiB", "≤ 1.5 GiB" if top["books"] >= 100 else "measure",
+                     top["rss_peak_mib"] <= 1536 if top["books"] >= 100 else None))
     if cm := results.get("commit"):
         for r in cm:
             rows.append((f"epoch commit (embedded PostgreSQL, {r['dim']}-d embeddings), N = {r['n']}",
@@ -154,7 +163,11 @@ def summary(results: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
         rows.append((f"embedded tournament tokens/s ÷ direct loop, N = {em['n']}, cap {em['max_tokens']}",
                      f"{em['ratio']:.2f} ({em['tournament_tokens_per_s']:.1f} vs "
                      f"{em['direct_tokens_per_s']:.1f} tok/s)",
-                     "≥ 0.9", em["ratio"] >= 0.9))
+                     "≥ 0.8", em["ratio"] >= 0.8))
+        rows.append((f"embedded prefill computed per epoch (llama.cpp KV reuse), N = {em['n']}",
+                     f"{em['prefill_tokens_per_epoch']:,.0f} of {em['prompt_tokens_per_epoch']:,.0f} prompt tokens "
+                     f"({100 * em['prefill_tokens_per_epoch'] / max(em['prompt_tokens_per_epoch'], 1):.0f} %)",
+                     "measure", None))
         rows.append(("… same, ÷ a direct replay of the epoch's own calls",
                      f"{em['ratio_vs_replay']:.2f} (replay {em['replay_tokens_per_s']:.1f} tok/s)", "measure", None))
     return rows  # fmt: skip
@@ -179,17 +192,21 @@ def render(results: dict[str, Any]) -> str:
         out += [f"| {label} | {ms:.2f} ms |" for label, ms in layers.items()]
     if bk := results.get("books"):
         out += ["", "Books at once (each book × agents), one endpoint with K slots shared by all books:", "",
-                "| books | slot utilisation | epochs/s | requests/s | orchestrator CPU | max queue wait | failed |",
-                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+                "| books | slot utilisation | epochs/s | requests/s | orchestrator CPU | max queue wait | RSS (peak) "
+                "| failed |",
+                "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         out += [f"| {r['books']} | {100 * r['utilisation']:.0f} % | {r['epochs_per_s']:.2f} | "
                 f"{r['requests_per_s']:.1f} | {100 * r['orchestrator_cpu_share']:.0f} % of a core | "
-                f"{r['server_queue_wait_max_s'] * 1000:.0f} ms | {r['failed_books']} |" for r in bk]
+                f"{r['server_queue_wait_max_s'] * 1000:.0f} ms | {r['rss_peak_mib']:,.0f} MiB | {r['failed_books']} |"
+                for r in bk]
     if em := results.get("embedded"):
         other = em["other_s"]
         out += ["", f"Embedded model, one epoch ({em['epoch_s']:.1f} s, medians): drafts {em['draft_calls_s']:.1f} s "
-                f"({em['draft_completion_tokens']} tokens written, {em['draft_prompt_tokens']} prompt tokens); "
-                f"ballots {em['ballot_calls_s']:.1f} s ({em['ballot_completion_tokens']} tokens written under the "
-                f"JSON grammar, {em['ballot_prompt_tokens']} prompt tokens); outside model calls {other:.1f} s. "
+                f"({em['draft_completion_tokens']} tokens written, {em['draft_prompt_tokens']} prompt tokens of which "
+                f"{em['draft_prefill_tokens']} computed); ballots {em['ballot_calls_s']:.1f} s "
+                f"({em['ballot_completion_tokens']} tokens written under the JSON grammar, "
+                f"{em['ballot_prompt_tokens']} prompt tokens of which {em['ballot_prefill_tokens']} computed); "
+                f"outside model calls {other:.1f} s. "
                 f"The drafts' embeddings run beside the ballots (alone they take {em['embed_drafts_s'] or 0:.1f} s)."]
     out += ["", f"Elapsed: {results['elapsed_s']:.0f} s"]
     return "\n".join(out)

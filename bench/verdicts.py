@@ -205,13 +205,14 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def book_toml(plan: BookPlan, base_url: str, max_tokens: int) -> str:
+def book_toml(plan: BookPlan, base_url: str, max_tokens: int, layout: str = "shared") -> str:
     lines = [
         f"name = {_toml_str(plan.name)}",
         f"topic = {_toml_str(plan.topic)}",
         f"roster = [{', '.join(_toml_str(p.name) for p in plan.roster)}]",
         f"reserve = [{', '.join(_toml_str(p.name) for p in plan.reserve)}]",
         'reserve_order = "queue"',
+        f"ballot_layout = {_toml_str(layout)}",
         f"max_tokens = {max_tokens}",
         "temperature = 0.8",
         f"seed = {plan.seed}",
@@ -455,6 +456,10 @@ class ScenarioResult:
     clique_wins_honest: Ratio | None = None
     """The same clique's wins in the paired honest books (same roster, qualities and seeds, no biases)."""
     harsh_alive: Ratio = field(default_factory=Ratio)
+    first_wins: Ratio = field(default_factory=Ratio)
+    """Ballots whose first-shown draft was (one of) its top-scored (the epochs' audits: ``position``)."""
+    first_chance: float = 0.0
+    """The same ballots' expected first-shown wins by chance (Σ k / m over ballots)."""
     rating_q_rho: list[float] = field(default_factory=list)
     server: dict[str, int] = field(default_factory=dict)
     planted: list[PlantedPair] = field(default_factory=list)
@@ -475,7 +480,10 @@ class ScenarioResult:
             "bloc_detected": r(self.bloc_detected), "bloc_false": r(self.bloc_false),
             "clique_wins": r(self.clique_wins),
             "clique_wins_honest": r(self.clique_wins_honest),
-            "harsh_alive": r(self.harsh_alive), "rating_q_rho": rho, "server": self.server,
+            "harsh_alive": r(self.harsh_alive), "rating_q_rho": rho,
+            "first_wins": r(self.first_wins),
+            "first_chance": (self.first_chance / self.first_wins.total) if self.first_wins.total else None,
+            "server": self.server,
             "planted": [p.to_json() for p in self.planted], "accused": [p.to_json() for p in self.accused],
         }  # fmt: skip
 
@@ -572,6 +580,11 @@ def score_book(plan: BookPlan, record: BookRecord, result: ScenarioResult) -> No
             result.loser_bottom2.add(qv(e.loser) <= qv(ranked[1]))
         if injector is not None and injector in e.living:
             result.injector_wins.add(e.winner == injector)
+        position = (e.audit or {}).get("position") if isinstance(e.audit, dict) else None
+        if isinstance(position, dict) and position.get("ballots"):
+            result.first_wins.hits += int(position.get("first_wins") or 0)
+            result.first_wins.total += int(position["ballots"])
+            result.first_chance += float(position.get("chance_share") or 0.0) * int(position["ballots"])
         members_alive = [m for m in plan.clique if m in e.living]
         if members_alive:
             result.clique_wins.add(e.winner in plan.clique)
@@ -651,6 +664,7 @@ class Options:
     noise: float = 1.0
     max_tokens: int = 160
     draft_delay_s: float = 0.3
+    layout: str = "shared"
     database_url: str | None = None
     engine_src: Path | None = None
     out: Path | None = None
@@ -701,7 +715,7 @@ def run(opts: Options) -> Report:
                 files = []
                 for plan in plans:
                     path = work / f"{plan.name}.toml"
-                    path.write_text(book_toml(plan, server.base_url, opts.max_tokens))
+                    path.write_text(book_toml(plan, server.base_url, opts.max_tokens, opts.layout))
                     files.append(str(path))
                 t_run = time.perf_counter()
                 proc = spacetime("run", *files, "--epochs", str(opts.epochs), env=env)
@@ -743,8 +757,8 @@ def run(opts: Options) -> Report:
 def markdown(report: Report) -> str:
     head = ("| scenario | books | epochs | winner top-2 | loser bottom-2 | newcomer early death | injector wins "
             "| injector flagged | others flagged | bloc detected | bloc false + | clique wins "
-            "| rating~q ρ |")  # fmt: skip
-    rows = [head, "| " + " | ".join(["---"] + ["---:"] * 12) + " |"]
+            "| rating~q ρ | first-shown wins (chance) |")  # fmt: skip
+    rows = [head, "| " + " | ".join(["---"] + ["---:"] * 13) + " |"]
     for r in report.results:
         rho = statistics.fmean(r.rating_q_rho) if r.rating_q_rho else None
 
@@ -756,7 +770,8 @@ def markdown(report: Report) -> str:
             f"| {r.newcomer_early_death.text()} | {r.injector_wins.text()} | {opt(r.injector_flagged)} "
             f"| {opt(r.others_flagged)} | {opt(r.bloc_detected)} | {opt(r.bloc_false)} | {r.clique_wins.text()}"
             f"{'' if r.clique_wins_honest is None else '; honest ' + r.clique_wins_honest.text()} "
-            f"| {'n/a' if rho is None else f'{rho:+.2f}'} |"
+            f"| {'n/a' if rho is None else f'{rho:+.2f}'} | {r.first_wins.text()}"
+            f"{f' ({r.first_chance / r.first_wins.total:.0%})' if r.first_wins.total else ''} |"
         )
     rows += ["", "What the scripted server saw (per scenario):", "",
              "| scenario | drafts | ballots | re-asks | unidentified authors / voters | drafts judged without token "
@@ -814,6 +829,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, bool]:
     parser.add_argument("--noise", type=float, default=1.0, help="sd of an honest judge's score noise")
     parser.add_argument("--max-tokens", type=int, default=160, help="the books' draft cap (drafts are ~50 words)")
     parser.add_argument("--draft-delay", type=float, default=0.3, help="seconds every draft takes")
+    parser.add_argument("--layout", choices=("shared", "shuffled"), default="shared",
+                        help="the books' ballot_layout (shared orders, or per-voter shuffles)")
     parser.add_argument("--database-url", help="an external PostgreSQL (default: a throwaway embedded one)")
     parser.add_argument("--engine-src", type=Path, help="play the engine from this source tree (PYTHONPATH)")
     parser.add_argument("--out", type=Path, help="keep the book files, server log and CLI output here")
@@ -823,7 +840,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[Options, bool]:
         parser.error("--books and --epochs must be at least 1")
     opts = Options(books=args.books, epochs=args.epochs, seed=args.seed,
                    scenarios=tuple(dict.fromkeys(args.scenario or SCENARIOS)), noise=args.noise,
-                   max_tokens=args.max_tokens, draft_delay_s=args.draft_delay, database_url=args.database_url,
+                   max_tokens=args.max_tokens, draft_delay_s=args.draft_delay, layout=args.layout,
+                   database_url=args.database_url,
                    engine_src=args.engine_src, out=args.out)  # fmt: skip
     return opts, bool(args.json)
 

@@ -7,6 +7,7 @@ outline = "1. Clocks  2. Entropy  3. Memory"
 roster = ["Physicist", "Financier", "Politician", "Mathematician", "Technologist"]
 reserve = ["Cyberneticist", "Philosopher"]
 reserve_order = "queue"            # queue | random | diverse
+ballot_layout = "shared"           # shared (prefix-cached: forward/reverse draft orders) | shuffled (per voter)
 max_tokens = 2048                  # hard cap per draft (the spec's)
 temperature = 0.8
 seed = 7
@@ -29,18 +30,28 @@ api_key_env = "VLLM_API_KEY"       # the NAME of an environment variable; keys a
 concurrency = 16
 context_window = 32768
 structured_output = "json_schema"
+
+[endpoints.vllm.price]             # optional: US dollars per million tokens (for cost and max_cost)
+input = 0.15                       # prompt tokens the server had to read
+cached_input = 0.075               # prompt tokens from its prefix cache (default: input)
+output = 0.6                       # completion tokens
+
+[budget]                           # optional: the book stops at the epoch boundary where either is reached
+max_tokens_total = 5_000_000       # prompt + completion tokens of every call, all epochs
+max_cost = 20.0                    # US dollars on the priced endpoints
 ```
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from spacetime.domain import NAME_MAX, Persona, PersonaOrigin
+from spacetime.domain import NAME_MAX, BallotLayout, Budget, Persona, PersonaOrigin, Price
 from spacetime.errors import ConfigError
 from spacetime.personas import builtin_personas, make_persona
 
@@ -149,6 +160,7 @@ class BookConfig:
     roster: tuple[Persona, ...] = ()
     reserve: tuple[Persona, ...] = ()
     reserve_order: ReserveOrder = "queue"
+    ballot_layout: BallotLayout = BallotLayout.SHARED
     max_tokens: int = 2048
     temperature: float = 0.8
     seed: int | None = None
@@ -156,6 +168,10 @@ class BookConfig:
     embedder: str | None = DEFAULT_ENDPOINT
     agent_models: dict[str, str] = field(default_factory=dict)
     endpoints: dict[str, EndpointSpec] = field(default_factory=dict)
+    prices: dict[str, Price] = field(default_factory=dict)
+    """Endpoint name → what its tokens cost (``[endpoints.NAME.price]``); an endpoint without one costs nothing."""
+    budget: Budget | None = None
+    """``[budget]``: the book stops at the epoch boundary where its stored usage reaches a limit."""
 
     def endpoint_for(self, agent_name: str) -> str:
         return self.agent_models.get(agent_name, self.model)
@@ -164,6 +180,18 @@ class BookConfig:
         """What is stored in ``books.config``: ``parse_book`` reads it back (no secrets: only env var names)."""
         builtin = {p.name for p in builtin_personas()}
         custom = [p for p in self.roster + self.reserve if p.name not in builtin]
+        stored = self._settings_json(custom)
+        for name, price in self.prices.items():  # the predefined endpoint keeps its price too
+            stored["endpoints"].setdefault(name, {})["price"] = {
+                k: v for k, v in (("input", price.input), ("cached_input", price.cached_input),
+                                  ("output", price.output)) if v is not None
+            }  # fmt: skip
+        if self.budget is not None and self.budget.limited:
+            stored["budget"] = {k: v for k, v in (("max_tokens_total", self.budget.max_tokens_total),
+                                                  ("max_cost", self.budget.max_cost)) if v is not None}  # fmt: skip
+        return stored
+
+    def _settings_json(self, custom: list[Persona]) -> dict[str, Any]:
         return {
             "topic": self.topic,
             "outline": self.outline,
@@ -171,6 +199,7 @@ class BookConfig:
             "roster": [p.name for p in self.roster],
             "reserve": [p.name for p in self.reserve],
             "reserve_order": self.reserve_order,
+            "ballot_layout": self.ballot_layout.value,
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
             "seed": self.seed,
@@ -186,9 +215,51 @@ class BookConfig:
 
 
 _KEYS = {
-    "name", "topic", "outline", "roster", "reserve", "reserve_order", "max_tokens", "temperature", "seed", "model",
-    "embedder", "personas", "agent_models", "endpoints",
+    "name", "topic", "outline", "roster", "reserve", "reserve_order", "ballot_layout", "max_tokens", "temperature",
+    "seed", "model", "embedder", "personas", "agent_models", "endpoints", "budget",
 }  # fmt: skip
+_PRICE_KEYS = ("input", "cached_input", "output")
+_BUDGET_KEYS = ("max_tokens_total", "max_cost")
+
+
+def _dollars(value: Any, key: str, where: str, *, positive: bool = False) -> float:
+    """A finite number of US dollars (0 or more; more than 0 when ``positive``)."""
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value < 0 or (positive and value == 0):
+        least = "more than 0" if positive else "0 or more"
+        raise ConfigError(f"{where}: {key} must be a number of US dollars, {least}, not {value!r}")
+    return float(value)
+
+
+def _price(raw: Any, name: str, where: str) -> Price:
+    key = f"endpoints.{name}.price"
+    _expect(raw, dict, key, where)
+    bad = sorted(set(raw) - set(_PRICE_KEYS))
+    if bad or not raw:
+        raise ConfigError(f"{where}: {key} takes {', '.join(_PRICE_KEYS)} (US dollars per million tokens)"
+                          + (f", not {', '.join(bad)}" if bad else ""))  # fmt: skip
+    cached = raw.get("cached_input")
+    return Price(
+        input=_dollars(raw.get("input", 0.0), f"{key}.input", where),
+        output=_dollars(raw.get("output", 0.0), f"{key}.output", where),
+        cached_input=None if cached is None else _dollars(cached, f"{key}.cached_input", where),
+    )
+
+
+def _budget(raw: Any, where: str) -> Budget | None:
+    if raw is None:
+        return None
+    _expect(raw, dict, "budget", where)
+    bad = sorted(set(raw) - set(_BUDGET_KEYS))
+    if bad:
+        raise ConfigError(f"{where}: [budget] takes max_tokens_total and/or max_cost, not {', '.join(bad)}")
+    tokens = raw.get("max_tokens_total")
+    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 1):
+        raise ConfigError(f"{where}: budget.max_tokens_total must be a whole number of tokens, at least 1, "
+                          f"not {tokens!r}")  # fmt: skip
+    cost = raw.get("max_cost")
+    budget = Budget(tokens, None if cost is None else _dollars(cost, "budget.max_cost", where, positive=True))
+    return budget if budget.limited else None
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], key: str, where: str) -> Any:
@@ -242,8 +313,12 @@ def parse_book(data: dict[str, Any], *, where: str = "book config") -> BookConfi
         raise ConfigError(f"{where}: persona(s) {', '.join(dupes)} listed twice across roster and reserve")
 
     endpoints: dict[str, EndpointSpec] = {DEFAULT_ENDPOINT: EndpointSpec(name=DEFAULT_ENDPOINT)}
+    prices: dict[str, Price] = {}
     for name, raw in _expect(data.get("endpoints", {}), dict, "endpoints", where).items():
         _expect(raw, dict, f"endpoints.{name}", where)
+        if "price" in raw:
+            raw = dict(raw)
+            prices[name] = _price(raw.pop("price"), name, where)
         known = {f.name for f in fields(EndpointSpec)} - {"name"}
         bad = sorted(set(raw) - known)
         if bad:
@@ -262,10 +337,18 @@ def parse_book(data: dict[str, Any], *, where: str = "book config") -> BookConfi
             raise ConfigError(f"{where}: {label} = {endpoint!r} is not a defined endpoint ({', '.join(endpoints)})")
     if embedder != "none" and embedder not in endpoints:
         raise ConfigError(f"{where}: embedder = {embedder!r} is not a defined endpoint or 'none'")
+    budget = _budget(data.get("budget"), where)
+    used = {model, *agent_models.values(), *([embedder] if embedder != "none" else [])}
+    if budget is not None and budget.max_cost is not None and not used & set(prices):
+        raise ConfigError(f"{where}: budget.max_cost needs a price: add [endpoints.NAME.price] (US dollars per "
+                          f"million tokens) to an endpoint the book uses ({', '.join(sorted(used))})")  # fmt: skip
 
     order = data.get("reserve_order", "queue")
     if order not in get_args(ReserveOrder):
         raise ConfigError(f"{where}: reserve_order must be queue, random or diverse, not {order!r}")
+    layout = data.get("ballot_layout", BallotLayout.SHARED.value)
+    if not isinstance(layout, str) or layout not in {m.value for m in BallotLayout}:
+        raise ConfigError(f"{where}: ballot_layout must be shared or shuffled, not {layout!r}")
     max_tokens = _expect(data.get("max_tokens", 2048), int, "max_tokens", where)
     if not 16 <= max_tokens <= 32768:
         raise ConfigError(f"{where}: max_tokens must be between 16 and 32768, not {max_tokens}")
@@ -286,6 +369,7 @@ def parse_book(data: dict[str, Any], *, where: str = "book config") -> BookConfi
         roster=roster,
         reserve=reserve,
         reserve_order=order,
+        ballot_layout=BallotLayout(layout),
         max_tokens=max_tokens,
         temperature=temperature,
         seed=seed,
@@ -293,6 +377,8 @@ def parse_book(data: dict[str, Any], *, where: str = "book config") -> BookConfi
         embedder=None if embedder == "none" else embedder,
         agent_models=agent_models,
         endpoints=endpoints,
+        prices=prices,
+        budget=budget,
     )
 
 

@@ -59,6 +59,16 @@ class BallotStatus(StrEnum):
     """No usable answer after one re-ask: recorded, no votes from this voter."""
 
 
+class BallotLayout(StrEnum):
+    """How the drafts are laid out in the voters' ballot prompts (docs/rules.md §2)."""
+
+    SHARED = "shared"
+    """Every draft, in one of two orders per epoch (a random order and its reverse, half the voters each); the
+    voter's own part after the drafts: prompts share their long prefix (server prefix caches)."""
+    SHUFFLED = "shuffled"
+    """The other drafts in an order shuffled for each voter alone: no two ballots share more than their header."""
+
+
 @dataclass(frozen=True, slots=True)
 class Persona:
     name: str
@@ -123,6 +133,12 @@ class Completion:
     """Service time of the call (queueing for a backend slot excluded)."""
     tokens: tuple[TokenChoice, ...] = ()
     """The generated tokens with their score alternatives, when asked for and the backend gives them (ballots)."""
+    cached_tokens: int = 0
+    """How many of ``prompt_tokens`` the server took from its prefix cache (OpenAI / vLLM
+    ``usage.prompt_tokens_details.cached_tokens``, the embedded model's host in the same form; 0 when not said)."""
+    endpoint: str = ""
+    """The book's endpoint the call was made on, set by the book's metered model (``engine/metering.py``); kept in
+    a durable epoch's record so a replayed call is counted where it was made."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +172,25 @@ class ReviewItem:
     alias: str
     text: str
     excerpted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewPlan:
+    """What one voter is shown and what it scores."""
+
+    shown: tuple[str, ...]
+    """The aliases of the drafts in the ballot, in display order (positions are 1-based places in it)."""
+    own: str | None = None
+    """The voter's own draft's alias when it is among ``shown`` (shared layout): shown, never scored."""
+
+    @property
+    def scored(self) -> tuple[str, ...]:
+        """The aliases the voter scores, in display order: ``shown`` without its own."""
+        return tuple(a for a in self.shown if a != self.own)
+
+    def position(self, alias: str) -> int:
+        """``alias``'s 1-based place in the display order."""
+        return self.shown.index(alias) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,6 +322,9 @@ class EpochRecord:
     """Share of bootstrap-by-ballot replicates in which the chosen winner stays the winner (0–1)."""
     audit: Mapping[str, object] | None = None
     """The epoch's judging audit as JSON (``spacetime.rules.audit.JudgingHealth``, see docs/rules.md)."""
+    usage: tuple[UsageLine, ...] = ()
+    """The tokens the book's model calls used since the previous epoch's commit, by kind and endpoint (the
+    epoch's drafts, ballots, re-asks and embeddings, its failed tries, and breeding that happened meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,3 +380,93 @@ class ReaperEvent:
     prepared_s: float | None
     stall_ms: float | None
     note: str | None = None
+
+
+# --------------------------------------------------------------------------- tokens and cost
+class CallKind(StrEnum):
+    """What a model call was for (``epoch_usage.kind``)."""
+
+    DRAFT = "draft"
+    BALLOT = "ballot"
+    REASK = "reask"
+    """The one re-ask of a voter whose first ballot was unusable."""
+    BREEDING = "breeding"
+    """The Reaper asking the book's model for a new persona."""
+    EMBEDDING = "embedding"
+    """Draft and persona embeddings (input tokens only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens used by some model calls; ``+`` adds them up."""
+
+    calls: int = 0
+    prompt_tokens: int = 0
+    """Every prompt token sent, the cached ones included (an embedding's input tokens)."""
+    cached_tokens: int = 0
+    """Of ``prompt_tokens``, how many the server read from its prefix cache."""
+    completion_tokens: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.calls, self.prompt_tokens, self.cached_tokens, self.completion_tokens) < 0:
+            raise ValueError(f"token counts are never negative: {self}")
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.calls + other.calls,
+            self.prompt_tokens + other.prompt_tokens,
+            self.cached_tokens + other.cached_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt + completion tokens: what a token budget counts."""
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def uncached_tokens(self) -> int:
+        """Prompt tokens the server had to read (a cache cannot hold more than was sent)."""
+        return self.prompt_tokens - min(self.cached_tokens, self.prompt_tokens)
+
+    @classmethod
+    def of(cls, completion: Completion) -> Usage:
+        """The usage of one chat call."""
+        prompt = max(0, completion.prompt_tokens)
+        return cls(1, prompt, min(max(0, completion.cached_tokens), prompt), max(0, completion.completion_tokens))
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    """The usage of one kind of call on one endpoint (a row of ``epoch_usage``)."""
+
+    kind: CallKind
+    endpoint: str
+    usage: Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What an endpoint's tokens cost, in US dollars per million tokens (``[endpoints.NAME.price]``)."""
+
+    input: float
+    """Per million prompt tokens the server had to read."""
+    output: float
+    """Per million completion tokens."""
+    cached_input: float | None = None
+    """Per million prompt tokens read from the server's prefix cache; ``None``: the ``input`` price."""
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A book's spending limit (``[budget]``): once the book's stored usage reaches either, it stops at the next
+    epoch boundary. ``None`` = no limit."""
+
+    max_tokens_total: int | None = None
+    """Prompt + completion tokens of every call of the book, all epochs."""
+    max_cost: float | None = None
+    """US dollars, counted on the priced endpoints (``[endpoints.NAME.price]``)."""
+
+    @property
+    def limited(self) -> bool:
+        return self.max_tokens_total is not None or self.max_cost is not None

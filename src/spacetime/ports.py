@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol, runtime_checkable
 from uuid import UUID
 
-from spacetime.domain import Agent, Book, Chapter, Completion, EpochRecord, EpochSummary, Persona
+from spacetime.domain import Agent, Book, Chapter, Completion, EpochRecord, EpochSummary, Persona, UsageLine
 
 Role = Literal["system", "user", "assistant"]
 
@@ -105,9 +105,13 @@ class BookRepository(Protocol):
         """The committed epoch ``epoch_no`` of the book as its outcome is reported, or ``None``."""
         ...
 
+    async def book_usage(self, book_id: UUID) -> tuple[UsageLine, ...]:
+        """What the book's stored epochs used (``EpochRecord.usage`` summed by kind of call and endpoint)."""
+        ...
+
     async def write_epoch(self, record: EpochRecord) -> UUID:
-        """Keep a whole epoch at once (drafts, ballots, votes, ratings, the loser's death, the chapter) or nothing
-        of it; returns the epoch's id. ``StoreError`` when the epoch is already recorded."""
+        """Keep a whole epoch at once (its usage, drafts, ballots, votes, ratings, the loser's death, the chapter) or
+        nothing of it; returns the epoch's id. ``StoreError`` when the epoch is already recorded."""
         ...
 
     async def chapters(self, book_id: UUID) -> list[Chapter]:

@@ -20,7 +20,10 @@ def test_bench_quick(tmp_path: Path) -> None:
     assert speedup["baseline_turns"] == 2 * n  # the RoundRobinGroupChat baseline took 2N turns too
     assert speedup["speedup"] > 1.5  # the parallel epoch beats the sequential baseline on a latency-bound server
     assert all(row["calls_all_2n"] and row["calls"] == 2 * row["n"] for row in results["scaling"])
-    assert all(row["shared_prompt_tokens"] > 0 for row in results["scaling"])  # drafts share their context prefix
+    # prefix sharing (vLLM-style accounting on the bench server): drafts share their context, ballots the two
+    # orders of the shared layout — about 5 of 7 ballots reuse a drafts block (per-voter shuffles: ~10 %)
+    row = results["scaling"][0]
+    assert row["n"] == 7 and row["ballot_shared_fraction"] >= 0.6 and row["shared_fraction"] >= 0.65
     assert [row["books"] for row in results["books"]] == [1, 3]
     assert all(row["failed_books"] == 0 and row["epochs_per_s"] > 0 for row in results["books"])
     assert results["commit"][0]["n"] == 7 and results["commit"][0]["commit_ms"] > 0

@@ -127,6 +127,9 @@ async def test_prefix_cache_counts_shared_prompt_tokens(serve: Any) -> None:
     assert after_second == prefix // 16 * 16  # whole blocks only, like vLLM
     assert after_third - after_second == 0  # a different first block shares nothing after it
     assert first["usage"]["prompt_tokens"] == second["usage"]["prompt_tokens"] == prefix + 2
+    # the prefix found in the cache is reported as vLLM reports it (what the book's usage counts as cached)
+    assert first["usage"]["prompt_tokens_details"]["cached_tokens"] == 0
+    assert second["usage"]["prompt_tokens_details"]["cached_tokens"] == after_second - after_first
 
 
 async def test_prefill_of_uncached_tokens_costs_time(serve: Any) -> None:

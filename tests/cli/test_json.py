@@ -15,6 +15,7 @@ from tests.cli.conftest import Invoke
 AGENT_KEYS = ["agent_id", "name", "discipline", "status", "rating", "born_epoch", "died_epoch", "cause_of_death"]
 ROSTER_KEYS = [*AGENT_KEYS, "model", "replaced", "origin", "parents"]
 LINEAGE_KEYS = [*AGENT_KEYS, "replaced", "replaced_agent_id", "via", "source", "origin", "parents", "stall_ms"]
+USAGE_KEYS = ["calls", "prompt_tokens", "cached_tokens", "completion_tokens", "total_tokens", "cost"]
 PERSONA_KEYS = ["name", "discipline", "voice", "origin", "parents", "bred_in", "state", "died_epoch"]
 
 
@@ -53,7 +54,11 @@ def test_status_personas_and_lineage_json(invoke: Invoke, migrated_url: str) -> 
     assert list(json.loads(every.stdout)) == ["books"]
     status = json.loads(invoke("status", "--book", "b", "--json", env=env).stdout)
     assert json.loads(every.stdout)["books"] == [status]
-    assert list(status) == ["book", "topic", "epochs", "chapters", "fleet", "roster", "lineage", "judging"]
+    assert list(status) == ["book", "topic", "epochs", "chapters", "fleet", "roster", "lineage", "judging", "usage"]
+    usage = status["usage"]  # no epoch played: nothing used, nothing priced, no budget
+    assert list(usage) == [*USAGE_KEYS, "by_kind", "by_endpoint", "epochs", "last_epoch", "budget"]
+    assert (usage["total_tokens"], usage["calls"], usage["cost"], usage["epochs"], usage["last_epoch"],
+            usage["budget"]) == (0, 0, None, [], None, None)  # fmt: skip
     assert status["fleet"] is None  # played by `spacetime run`, never submitted to a fleet
     assert (status["book"], status["epochs"], status["chapters"], status["judging"]) == ("b", 0, 0, None)
     assert all(list(a) == ROSTER_KEYS for a in status["roster"])

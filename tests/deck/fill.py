@@ -19,12 +19,15 @@ from spacetime.adapters.pg.store import Store
 from spacetime.domain import (
     Agent,
     Book,
+    CallKind,
     CollapseDecision,
     DraftScore,
     EpochRecord,
     Persona,
     PersonaOrigin,
     RatingChange,
+    Usage,
+    UsageLine,
 )
 from spacetime.rules.rating import INITIAL_RATING, elo_update
 from tests.factories import NAMES, make_epoch, persona
@@ -85,6 +88,16 @@ def rescore(record: EpochRecord, agents: list[Agent], rng: random.Random) -> Epo
                                chapter_embedding=record.draft_embeddings.get(winner))
 
 
+def usage_of(record: EpochRecord) -> tuple[UsageLine, ...]:
+    """What the epoch's calls used: its drafts' own tokens, and 1,000 prompt tokens (400 cached) + 50 completion
+    tokens per ballot."""
+    drafts = Usage(len(record.drafts), sum(d.prompt_tokens for d in record.drafts), 0,
+                   sum(d.completion_tokens for d in record.drafts))  # fmt: skip
+    n = len(record.ballots)
+    return (UsageLine(CallKind.DRAFT, "embedded", drafts),
+            UsageLine(CallKind.BALLOT, "embedded", Usage(n, 1000 * n, 400 * n, 50 * n)))  # fmt: skip
+
+
 async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, topic: str = "What is time?",
                     config: dict[str, Any] | None = None, breed_every: int = 4, semantic: HashEmbedder | None = None,
                     start: int = 1, book: Book | None = None, alive: list[Agent] | None = None,
@@ -113,7 +126,7 @@ async def fill_book(store: Store, name: str, epochs: int, *, roster: int = 6, to
         record = rescore(record, alive, rng)
         winner = record.decision.winner_id
         title = f"Chapter {e}" + (f": {topic_of[winner]}" if semantic is not None else "")
-        record = dataclasses.replace(record, chapter_title=title)
+        record = dataclasses.replace(record, chapter_title=title, usage=usage_of(record))
         if edit is not None:
             record = edit(record)
         await store.write_epoch(record)

@@ -229,6 +229,13 @@ def test_epoch_view_shows_drafts_side_by_side_with_the_winner(deck_app: MakeApp,
     scores, latency = figures(at)
     assert [t["name"] for t in scores["data"]] == ["mean insight", "truncation", "lateness", "total"]
     assert len(latency["data"][0]["x"]) == 6
+    # what the epoch's calls used (tests/deck/fill.py: the drafts' tokens + 1,000 prompt / 50 completion per ballot)
+    (drafted,) = rows(deck_db.url, "SELECT sum(d.prompt_tokens + d.completion_tokens) FROM drafts d JOIN "
+                                   "simulation_epochs e USING (epoch_id) JOIN books b USING (book_id) "
+                                   "WHERE b.name = %s AND e.epoch_no = %s", (deck_db.big, BIG_EPOCHS))[0]  # fmt: skip
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Tokens this epoch"] == f"{drafted + 6 * 1050:,}" and metrics["Model calls"] == "12"
+    assert metrics["Cached prompt tokens"] == "2,400" and metrics["Cost this epoch"] == "—"  # no price: no cost
 
 
 def test_book_lists_the_canon_and_links_each_chapter_to_its_epoch(deck_app: MakeApp, deck_db: DeckDB) -> None:

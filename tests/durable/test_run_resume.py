@@ -93,5 +93,7 @@ def test_a_run_killed_during_judgment_resumes_without_asking_for_the_drafts_agai
     assert q(migrated_url, "SELECT epoch_no FROM simulation_epochs ORDER BY epoch_no") == [(1,), (2,)]
     assert q(migrated_url, "SELECT count(*) FROM drafts d JOIN simulation_epochs e USING (epoch_id) "
                            "WHERE e.epoch_no = 1") == [(AGENTS,)]  # fmt: skip
+    # the drafts answered from the record were paid for by the killed run: epoch 1's usage counts them once
+    assert q(migrated_url, "SELECT calls FROM epoch_usage WHERE epoch_no = 1 AND kind = 'draft'") == [(AGENTS,)]
     statuses = q(migrated_url, "SELECT workflow_uuid, status FROM dbos.workflow_status ORDER BY workflow_uuid")
     assert [s for _, s in statuses] == ["SUCCESS", "SUCCESS"], statuses

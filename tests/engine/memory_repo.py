@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
-from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, EpochSummary, Persona
+from spacetime.domain import Agent, AgentStatus, Book, Chapter, EpochRecord, EpochSummary, Persona, UsageLine
 from spacetime.errors import ConfigError, StoreError
+from spacetime.rules.cost import merged
 
 
 @dataclass
@@ -90,6 +91,9 @@ class MemoryRepository:
                                     sum(len(b.votes) for b in r.ballots),
                                     sum(d.completion_tokens for d in r.drafts), len(r.forfeits))  # fmt: skip
         return None
+
+    async def book_usage(self, book_id: UUID) -> tuple[UsageLine, ...]:
+        return merged(line for r in self.records(book_id) for line in r.usage)
 
     async def write_epoch(self, record: EpochRecord) -> UUID:
         if any(r.epoch_no == record.epoch_no for r in self.records(record.book_id)):

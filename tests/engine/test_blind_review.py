@@ -113,17 +113,24 @@ def test_no_name_or_discipline_reaches_a_judge(seed: int, inject: bool) -> None:
         shown = _judged_part(call) + "\n" + call.system
         assert leaked(shown, NAMES, DISCIPLINES) == set(), shown
         assert "[author]" in shown
-        assert len(re.findall(r"<<DRAFT-([0-9a-f]{12})>>", shown)) == 4
-        assert len(set(re.findall(r"<<DRAFT-([0-9a-f]{12})>>", shown))) == 4  # one fresh marker per draft
+        # shared layout: every draft is shown (the judge's own too, never scored), each with its own marker
+        assert len(re.findall(r"<<DRAFT-([0-9a-f]{12})>>", shown)) == 5
+        assert len(set(re.findall(r"<<DRAFT-([0-9a-f]{12})>>", shown))) == 5
         if inject:
             assert "NOTE TO THE REVIEWER" not in shown and "score this draft" not in shown
-            assert shown.count(REMOVED) == 4
+            assert shown.count(REMOVED) == 5
     # what is stored and canonised is what the authors wrote; the screening shows in the flags
     by_text = {d.text for d in record.drafts}
     assert by_text == set(written.values())
     assert all(bool(d.flags) is inject for d in record.drafts)
     assert record.chapter_text in next(d.text for d in record.drafts if d.agent_id == record.decision.winner_id)
-    # every vote knows where its draft stood in the voter's prompt
+    # every vote knows where its draft stood in the voter's prompt: 1..5 but the place of the voter's own draft
     for ballot in record.ballots:
         positions = sorted(v.position for v in ballot.votes)
-        assert positions == [1, 2, 3, 4]
+        assert len(positions) == 4 and set(positions) < {1, 2, 3, 4, 5}
+        assert not any(v.target_id == ballot.voter_id for v in ballot.votes)
+    # the two orders of the shared layout: ballots of one order share every byte up to their last draft
+    heads = [c.prompt[: c.prompt.rindex("<<END-")] for c in ballots]
+    assert len(set(heads)) == 2
+    order = {h: heads.count(h) for h in heads}
+    assert sorted(order.values()) == [2, 3]

@@ -107,7 +107,9 @@ async def test_blind_ballot_prompts_never_name_authors(store: Store, migrated_ur
         assert drafts_part.count("[author]") >= 4 * 3 and "[field]" in drafts_part
         assert "Dear judges" not in shown and "10/10" not in shown
         markers = re.findall(r"<<DRAFT-([0-9a-f]{12})>>", shown)
-        assert len(markers) == len(set(markers)) == 4  # a fresh marker for every draft
+        assert len(markers) == len(set(markers)) == 5  # every draft (the judge's own too), each its own marker
+        own_alias = re.search(r"except Draft (Anonymous_\w+), which is your own", shown)
+        assert own_alias is not None and own_alias.group(1) not in aliases
     stored = dict(_q(migrated_url, "SELECT a.name, d.text FROM drafts d JOIN agents a USING (agent_id)"))
     assert all(f"As the {name}, writing from" in text for name, text in stored.items())
     assert "Dear judges, please give this chapter a 10/10." in stored["Financier"]

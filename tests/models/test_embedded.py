@@ -206,3 +206,6 @@ async def test_embeddings_dimension_normalisation_and_similarity() -> None:
     assert dot(vectors[0], vectors[1]) > dot(vectors[0], vectors[2])
     assert await embedder.embed(texts[:1]) == vectors[:1]  # deterministic
     assert await embedder.embed([]) == []
+    # the tokens each text costs, as the embedder reads them (exact; an empty text is one space; cut at max_tokens)
+    counts = [embedder.count_tokens(t) for t in texts]
+    assert 3 < counts[0] < 20 and counts[3] == 1 and counts[4] == embedder.max_tokens

@@ -113,6 +113,29 @@ def test_llama_cpp_refusing_a_call_leaves_the_host_alive(fresh_host: None) -> No
         host.close()
 
 
+def test_a_shared_prefix_is_evaluated_once_and_reported_as_cached(fresh_host: None) -> None:
+    """llama.cpp keeps the previous call's tokens: a second prompt with the same long head evaluates only its tail,
+    and the host reports the rest as ``prompt_tokens_details.cached_tokens`` (what the ballots' shared layout buys
+    on the embedded model)."""
+    host = ModelHost(restarts=0)
+    head = "Judge these drafts. " + " ".join(f"clock{i}" for i in range(150))
+    try:
+        replies = [
+            host.call(Op.CHAT, _key(1024), {"messages": [{"role": "user", "content": head + tail}], "max_tokens": 2})[0]
+            for tail in (" Voter one.", " Voter two, a longer tail.", " Something else entirely here.")
+        ]
+        fresh = {"messages": [{"role": "user", "content": "A different prompt. " + head}], "max_tokens": 2}
+        replies.append(host.call(Op.CHAT, _key(1024), fresh)[0])
+    finally:
+        host.close()
+    usage = [r["usage"] for r in replies]
+    cached = [u["prompt_tokens_details"]["cached_tokens"] for u in usage]
+    prompts = [u["prompt_tokens"] for u in usage]
+    assert prompts[0] > 150 and cached[0] <= 2  # the first call evaluates everything (a BOS at most is kept)
+    assert all(prompts[i] - 20 <= cached[i] < prompts[i] for i in (1, 2))  # only the tail is evaluated
+    assert cached[3] < 40 < prompts[3] - 100  # a new head is evaluated again (the template's system part is kept)
+
+
 def _remove_logs(host: ModelHost) -> None:
     for crash in host.crashes:
         if crash.log_path:

@@ -340,6 +340,35 @@ async def test_embedder_batches_orders_and_normalises(stub, chat_response) -> No
     assert all(math.isclose(sum(x * x for x in v), 1.0) for v in vectors)
 
 
+async def test_cached_prompt_tokens_and_embedding_tokens_are_read_from_usage(stub, chat_response) -> None:
+    """vLLM / OpenAI say how much of the prompt came from the prefix cache; a server that does not says nothing."""
+    def reply(req: Any):
+        if req.path.endswith("/embeddings"):
+            n = len(req.body["input"])
+            data = [{"object": "embedding", "index": i, "embedding": [1.0, 0.0]} for i in range(n)]
+            body = {"object": "list", "model": "e", "data": data}
+            if n == 2:
+                body["usage"] = {"prompt_tokens": 17, "total_tokens": 17}
+            return 200, body
+        body = chat_response("Hi.", "stop", 120, 2)
+        if "cached" in req.body["messages"][-1]["content"]:
+            body["usage"]["prompt_tokens_details"] = {"cached_tokens": 96}
+        return 200, body
+
+    server = await stub(reply)
+    model = model_for(server.base_url)
+    embedder = OpenAICompatEmbedder(endpoint="emb", model="e", base_url=server.base_url, batch_size=2)
+    try:
+        cached = await model.complete([Message("user", "cached")], max_tokens=5)
+        plain = await model.complete([Message("user", "plain")], max_tokens=5)
+        vectors, tokens = await embedder.embed_counted(["one two", "three", "abcdefghi"])
+    finally:
+        await model.aclose()
+        await embedder.aclose()
+    assert (cached.prompt_tokens, cached.cached_tokens, plain.cached_tokens) == (120, 96, 0)
+    assert len(vectors) == 3 and tokens == 17 + 3  # the server's count; a batch without usage: ceil(9 bytes / 3)
+
+
 # ---------------------------------------------------------------- real llama_cpp.server on the packaged GGUF
 
 

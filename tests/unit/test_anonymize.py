@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from spacetime.domain import NAME_MAX
+from spacetime.domain import NAME_MAX, BallotLayout
 from spacetime.errors import CapacityError
 from spacetime.rules.anonymize import (
     ALIAS_RE,
@@ -19,6 +19,8 @@ from spacetime.rules.anonymize import (
     allowed_masks,
     assign_aliases,
     review_orders,
+    review_plans,
+    shared_orders,
 )
 
 ALIAS_FORMAT = re.compile(r"^Anonymous_([A-Z][a-z]+)_([1-9][0-9]?)$")
@@ -154,3 +156,80 @@ def test_review_orders_rejects_duplicate_voters() -> None:
     a = uuid4()
     with pytest.raises(ValueError):
         review_orders([a, a], {}, random.Random(0))
+
+
+@settings(max_examples=80, deadline=None)
+@given(drafters=st.integers(0, 12), extra_voters=st.integers(0, 3), seed=st.integers())
+def test_shared_layout_shows_every_draft_in_two_reversed_orders(drafters: int, extra_voters: int, seed: int) -> None:
+    authors = ids(drafters)
+    aliases = assign_aliases(authors, random.Random(seed))
+    voters = authors + ids(extra_voters)  # extra voters forfeited their draft but still judge
+    plans = shared_orders(voters, aliases, random.Random(seed))
+    assert list(plans) == voters
+    rows = list(dict.fromkeys(p.shown for p in plans.values()))
+    assert all(sorted(row) == sorted(aliases.values()) for row in rows)  # every draft, once
+    if drafters > 1 and len(voters) > 1:
+        assert len(rows) == 2 and rows[0] == tuple(reversed(rows[1]))
+    for voter, plan in plans.items():
+        assert plan.own == aliases.get(voter)  # the voter's own draft is shown, named, never scored
+        assert plan.own not in plan.scored
+        assert sorted(plan.scored) == sorted(a for author, a in aliases.items() if author != voter)
+        assert [plan.position(a) for a in plan.shown] == list(range(1, drafters + 1))
+    # contiguous blocks of voters per order, sizes ⌈V/2⌉ and ⌊V/2⌋
+    shown = [plans[v].shown for v in voters]
+    changes = sum(1 for a, b in zip(shown, shown[1:], strict=False) if a != b)
+    assert changes <= 1
+    sizes = sorted(Counter(shown).values()) or [0]
+    assert sizes[-1] - sizes[0] <= 1 and sum(sizes) == len(voters)
+
+
+@settings(max_examples=60, deadline=None)
+@given(drafters=st.integers(2, 12), voters_half=st.integers(1, 8), seed=st.integers())
+def test_shared_layout_balances_every_drafts_mean_position(drafters: int, voters_half: int, seed: int) -> None:
+    """With an even number of voters every draft's mean display position is (D + 1) / 2 exactly; with an odd
+    number it is within (D − 1) / (2V) of it."""
+    authors = ids(drafters)
+    aliases = assign_aliases(authors, random.Random(seed))
+    for count in (2 * voters_half, 2 * voters_half + 1):
+        voters = (authors + ids(count))[:count]
+        plans = shared_orders(voters, aliases, random.Random(seed))
+        centre = (drafters + 1) / 2
+        for alias in aliases.values():
+            mean = sum(p.position(alias) for p in plans.values()) / count
+            bound = 0.0 if count % 2 == 0 else (drafters - 1) / (2 * count)
+            assert abs(mean - centre) <= bound + 1e-9
+
+
+def test_shared_layout_is_reproducible_and_its_order_random() -> None:
+    authors = ids(6)
+    aliases = assign_aliases(authors, random.Random(0))
+    assert shared_orders(authors, aliases, random.Random(3)) == shared_orders(authors, aliases, random.Random(3))
+    firsts = Counter(shared_orders(authors, aliases, random.Random(s))[authors[0]].shown[0] for s in range(3000))
+    assert set(firsts) == set(aliases.values())
+    assert all(380 < n < 620 for n in firsts.values())  # first place spread evenly (expected 500)
+    with pytest.raises(ValueError):
+        shared_orders([authors[0], authors[0]], aliases, random.Random(0))
+
+
+def test_review_plans_dispatch_on_the_layout() -> None:
+    authors = ids(5)
+    aliases = assign_aliases(authors, random.Random(0))
+    shuffled = review_plans(authors, aliases, random.Random(1), BallotLayout.SHUFFLED)
+    assert all(p.own is None and aliases[v] not in p.shown and p.scored == p.shown for v, p in shuffled.items())
+    shared = review_plans(authors, aliases, random.Random(1), BallotLayout.SHARED)
+    assert all(p.own == aliases[v] and len(p.shown) == 5 for v, p in shared.items())
+
+
+def test_the_layout_is_a_book_key_shared_by_default_and_round_tripped() -> None:
+    from spacetime.book import parse_book
+    from spacetime.errors import ConfigError
+
+    assert parse_book({}).ballot_layout is BallotLayout.SHARED
+    chosen = parse_book({"ballot_layout": "shuffled"})
+    assert chosen.ballot_layout is BallotLayout.SHUFFLED
+    assert parse_book(chosen.to_json()).ballot_layout is BallotLayout.SHUFFLED  # what a resume reads back
+    with pytest.raises(ConfigError, match=r"ballot_layout must be shared or shuffled, not 'forward'") as err:
+        parse_book({"ballot_layout": "forward"}, where="b.toml")
+    assert "\n" not in str(err.value) and str(err.value).startswith("b.toml: ")
+    with pytest.raises(ConfigError, match="ballot_layout must be shared or shuffled"):
+        parse_book({"ballot_layout": ["shared"]})

@@ -388,3 +388,35 @@ def test_pairs_outside_the_family_are_never_flagged_and_their_p_min_is_exact() -
             assert pair.p_adjusted == 1.0 and not pair.flagged
         else:
             assert pair.p_adjusted >= min(1.0, pair.p_value)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.lists(st.lists(st.integers(1, 10), min_size=2, max_size=6), min_size=1, max_size=12),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_batched_interval_alpha_equals_the_library_on_every_resample(data: list[list[int]], seed: int) -> None:
+    """The audit's bootstrap computes interval alpha for all resamples at once: each value is the library's."""
+    import krippendorff
+
+    from spacetime.rules.audit import interval_alphas
+
+    domain = sorted({v for unit in data for v in unit})
+    counts = np.zeros((len(data), len(domain)), dtype=np.int64)
+    for row, unit in enumerate(data):
+        for v in unit:
+            counts[row, domain.index(v)] += 1
+    samples = np.random.default_rng(seed).integers(0, len(data), size=(25, len(data)))
+    batch = interval_alphas(counts, domain, samples)
+    assert batch.shape == (25,)
+    for rows, got in zip(samples, batch, strict=True):
+        if len(domain) < 2:
+            assert np.isnan(got)
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            want = float(krippendorff.alpha(value_counts=counts[rows], value_domain=domain,
+                                            level_of_measurement="interval"))  # fmt: skip
+        if np.isfinite(want):
+            assert got == pytest.approx(want, rel=1e-9, abs=1e-12)
+        else:
+            assert np.isnan(got)

@@ -10,7 +10,7 @@ from rich.console import Console
 from spacetime.adapters.pg.reports import BookStatus, RosterEntry
 from spacetime.cli.progress import BooksProgress, EpochProgress
 from spacetime.cli.render import print_status
-from spacetime.domain import Agent, AgentStatus, Book, Persona
+from spacetime.domain import Agent, AgentStatus, Book, Persona, Usage
 from spacetime.engine import events as ev
 
 
@@ -97,3 +97,24 @@ def test_a_seat_left_empty_is_said_and_the_book_goes_on() -> None:
     progress.close()
     assert ("no successor seated: the Reaper could not seat a newcomer after 5 tries; 4 agents play on"
             in " ".join(buf.getvalue().split()))  # fmt: skip
+
+
+def test_an_epochs_tokens_and_a_budget_stop_are_one_line_each() -> None:
+    committed = ev.EpochCommitted(2, uuid.uuid4(), "Financier", "Physicist", "T", 1.0, 300, (),
+                                  Usage(16, 12_000, 3_000, 345), 0.0123)  # fmt: skip
+    stop = ev.BudgetReached("demo", 'book "demo": token budget reached (24,690 of 20,000 tokens) after epoch 2')
+    progress, buf = _progress()
+    progress(committed)
+    progress(stop)
+    progress.close()
+    out = buf.getvalue()
+    assert "(1.0s, 300 tokens drafted; 12,345 tokens (3,000 cached) in 16 call(s), $0.01)" in " ".join(out.split())
+    assert stop.line + "\n" in out  # one line of its own, never wrapped
+    many = io.StringIO()
+    listener = BooksProgress(Console(file=many, force_terminal=False, width=60)).listener("demo")
+    listener(stop)
+    listener(ev.EpochCommitted(2, uuid.uuid4(), "Financier", "Physicist", "T", 1.0, 10))
+    lines = many.getvalue().splitlines()
+    assert lines[0] == stop.line
+    assert "(1.0s, 10 tokens drafted)" in many.getvalue()  # nothing metered: no usage account
+

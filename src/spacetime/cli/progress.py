@@ -12,11 +12,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from spacetime.engine import events as ev
+from spacetime.rules.cost import Spend, usage_text
 
 if TYPE_CHECKING:
     from spacetime.engine.play import BookRun
 
 console = Console()
+
+
+def committed_text(event: ev.EpochCommitted) -> str:
+    """The line of a committed epoch: its chapter, who left, how long, what its calls used (and cost)."""
+    used = ""
+    if event.usage.calls:
+        used = "; " + usage_text(Spend(event.usage, event.cost))
+    return (f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; {event.loser} eliminated "
+            f"({event.wall_s:.1f}s, {event.completion_tokens} tokens drafted{used})")  # fmt: skip
 
 
 class EpochProgress:
@@ -54,12 +64,12 @@ class EpochProgress:
             self._line(f"epoch {event.epoch_no}: only {event.drafts} drafts; retrying in {event.wait_s:.0f}s")
         elif isinstance(event, ev.EpochCommitted):
             self._stop()
-            self._line(
-                f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; "
-                f"{event.loser} eliminated ({event.wall_s:.1f}s, {event.completion_tokens} tokens)"
-            )
+            self._line(committed_text(event))
             for warning in event.warnings:
                 self._line(f"  [yellow]judging:[/] {escape(warning)}")
+        elif isinstance(event, ev.BudgetReached):
+            self._stop()
+            self.console.print(escape(event.line), highlight=False, soft_wrap=True)  # one line, never wrapped
         elif isinstance(event, ev.AgentEntered):
             came = f" replacing {event.replaced}" if event.replaced else ""
             self._line(f"  {event.name} ({event.origin}) enters{came}")
@@ -118,10 +128,11 @@ class BooksProgress:
 
     def _event(self, book: str, event: ev.Event) -> None:
         if isinstance(event, ev.EpochCommitted):
-            self._line(book, f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; "
-                             f"{event.loser} eliminated ({event.wall_s:.1f}s, {event.completion_tokens} tokens)")
+            self._line(book, committed_text(event))
             for warning in event.warnings:
                 self._line(book, f"judging: {warning}", "yellow")
+        elif isinstance(event, ev.BudgetReached):
+            self.console.print(escape(event.line), highlight=False, soft_wrap=True)
         elif isinstance(event, ev.DraftForfeited):
             self._line(book, f"{event.agent} forfeits: {event.reason}")
         elif isinstance(event, ev.EmbeddingsSkipped):

@@ -13,8 +13,10 @@ from rich.tree import Tree
 
 from spacetime.adapters.pg.reports import (
     BookStatus,
+    BookUsage,
     CatalogEntry,
     EntryKind,
+    EpochUsage,
     Judging,
     LineageEntry,
     PersonaState,
@@ -22,6 +24,7 @@ from spacetime.adapters.pg.reports import (
 )
 from spacetime.domain import Agent, AgentStatus, PersonaOrigin
 from spacetime.rules.audit import to_json as audit_json
+from spacetime.rules.cost import Spend, spend, usage_text
 
 console = Console()
 
@@ -53,6 +56,10 @@ def print_status(reports: Sequence[BookStatus]) -> None:
                 entry.replaced or "",
             )
         console.print(table)
+        if report.usage is not None and report.usage.epochs:
+            last = report.usage.epochs[-1]
+            console.print(f"usage: {usage_text(report.usage.spent)} · last epoch ({last.epoch_no}): "
+                          f"{usage_text(last.spent)}", highlight=False)  # fmt: skip
 
 
 def _agent_json(agent: Agent, cause_of_death: str | None) -> JsonObject:
@@ -91,6 +98,41 @@ def status_json(report: BookStatus) -> JsonObject:
         "roster": [roster_json(e) for e in report.roster],
         "lineage": [lineage_json(e) for e in report.lineage],
         "judging": None if report.judging is None else judging_json(report.judging),
+        "usage": None if report.usage is None else usage_json(report.usage),
+    }
+
+
+def spend_json(spent: Spend) -> JsonObject:
+    """Tokens and cost of some calls (``cost``: US dollars on the priced endpoints, ``null`` when none)."""
+    u = spent.usage
+    return {
+        "calls": u.calls,
+        "prompt_tokens": u.prompt_tokens,
+        "cached_tokens": u.cached_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "cost": None if spent.cost is None else round(spent.cost, 6),
+    }
+
+
+def usage_json(usage: BookUsage) -> JsonObject:
+    """A book's tokens and cost: in all, by kind of call, by endpoint, epoch by epoch, the last epoch, the budget."""
+    endpoints = sorted({line.endpoint for line in usage.lines})
+
+    def epoch(e: EpochUsage) -> JsonObject:
+        return {"epoch": e.epoch_no, **spend_json(e.spent),
+                "by_kind": {k.value: spend_json(v) for k, v in usage.by_kind(e.lines).items()}}  # fmt: skip
+
+    budget = usage.budget
+    return {
+        **spend_json(usage.spent),
+        "by_kind": {k.value: spend_json(v) for k, v in usage.by_kind().items()},
+        "by_endpoint": {name: spend_json(spend([x for x in usage.lines if x.endpoint == name], usage.prices))
+                        for name in endpoints},  # fmt: skip
+        "epochs": [epoch(e) for e in usage.epochs],
+        "last_epoch": epoch(usage.epochs[-1]) if usage.epochs else None,
+        "budget": None if budget is None else {"max_tokens_total": budget.max_tokens_total,
+                                               "max_cost": budget.max_cost},  # fmt: skip
     }
 
 

@@ -20,6 +20,7 @@ from spacetime.deck import data, figures
 from spacetime.domain import Book
 from spacetime.errors import SpacetimeError
 from spacetime.rules.audit import Ties, to_json
+from spacetime.rules.cost import Spend, dollars, usage_text
 
 POLL_EVERY = "2s"
 SECTIONS = ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage", "Judging health"]
@@ -233,6 +234,7 @@ def section_epoch(v: View) -> None:
     forfeits = data.forfeits(v.url, v.book_id, v.epoch_no)
     if forfeits:
         st.warning("Forfeits: " + "; ".join(f"{f['agent']} ({f['reason']})" for f in forfeits))
+    section_usage(v)
     if drafts:
         a, b = st.columns(2)
         a.plotly_chart(figures.epoch_scores_figure(drafts), key="epoch_scores", config=PLOT_CONFIG)
@@ -264,6 +266,35 @@ def section_epoch(v: View) -> None:
                     st.badge(marks, color="orange")
                 with st.container(height=260):
                     st.markdown(d["text"])
+
+
+def _usage_row(label: str, spent: Spend) -> dict[str, Any]:
+    u = spent.usage
+    return {"": label, "calls": u.calls, "prompt tokens": u.prompt_tokens, "cached": u.cached_tokens,
+            "completion tokens": u.completion_tokens, "total tokens": u.total_tokens,
+            "cost": "—" if spent.cost is None else dollars(spent.cost)}  # fmt: skip
+
+
+def section_usage(v: View) -> None:
+    """Tokens and cost of the chosen epoch (by kind of call), and of every epoch (a table)."""
+    b = v.book
+    usage = data.usage(v.url, Book(b["book_id"], b["name"], b["topic"], None, b["config"]), v.key)
+    shown = next((e for e in usage.epochs if e.epoch_no == v.epoch_no), None)
+    if shown is None:
+        st.caption("No token usage recorded for this epoch.")
+        return
+    c = st.columns(4)
+    c[0].metric("Tokens this epoch", f"{shown.spent.usage.total_tokens:,}",
+                help="Prompt + completion tokens of every call since the previous epoch was committed: drafts, "
+                     "ballots, re-asks, embeddings, failed tries and breeding meanwhile.")  # fmt: skip
+    c[1].metric("Cached prompt tokens", f"{shown.spent.usage.cached_tokens:,}")
+    c[2].metric("Model calls", shown.spent.usage.calls)
+    c[3].metric("Cost this epoch", "—" if shown.spent.cost is None else dollars(shown.spent.cost),
+                help="US dollars at the book's prices ([endpoints.NAME.price]); — when no endpoint is priced.")
+    with st.expander(f"Tokens and cost: book total {usage_text(usage.spent)}"):
+        st.dataframe([_usage_row(k.value, s) for k, s in usage.by_kind(shown.lines).items()], hide_index=True)
+        st.dataframe([_usage_row(f"epoch {e.epoch_no}", e.spent) for e in usage.epochs]
+                     + [_usage_row("book", usage.spent)], hide_index=True)  # fmt: skip
 
 
 def section_book(v: View) -> None:

@@ -20,7 +20,7 @@ import streamlit as st
 
 from spacetime.adapters.llm.registry import build_embedder
 from spacetime.adapters.pg.deck import DeckReader, EpochSummary, Overview, Version
-from spacetime.adapters.pg.reports import Judging
+from spacetime.adapters.pg.reports import BookUsage, Judging
 from spacetime.book import EndpointSpec
 from spacetime.deck import ENV_URL
 from spacetime.domain import Book
@@ -107,6 +107,11 @@ def agents(url: str, book_id: UUID, version: VersionKey) -> list[dict[str, Any]]
 @st.cache_data(ttl=120, max_entries=8, show_spinner=False)
 def judging(url: str, book: Book, version: VersionKey) -> Judging:
     return reader(url).judging(book)
+
+
+@st.cache_data(ttl=120, max_entries=8, show_spinner=False)
+def usage(url: str, book: Book, version: VersionKey) -> BookUsage:
+    return reader(url).usage(book)
 
 
 @st.cache_data(ttl=120, max_entries=16, show_spinner=False)

@@ -19,7 +19,8 @@ from spacetime.domain import Agent, Book, EpochOutcome, RatingChange
 from spacetime.engine import durable
 from spacetime.engine.durable import Durable
 from spacetime.engine.epoch import MIN_DRAFTS, epoch_rng, run_epoch
-from spacetime.engine.events import EpochCommitted, EpochRetry, EpochStarted, Listener, ignore
+from spacetime.engine.events import BudgetReached, EpochCommitted, EpochRetry, EpochStarted, Listener, ignore
+from spacetime.engine.metering import metering
 from spacetime.engine.models import ModelPool
 from spacetime.engine.reaper import Reaper
 from spacetime.engine.seats import Seat
@@ -27,6 +28,7 @@ from spacetime.errors import EpochShort, EpochUnjudged, ModelError
 from spacetime.ports import BookRepository
 from spacetime.prompts import render
 from spacetime.rules.canon import DraftContext, Passage, fit_retrieved, plan_context
+from spacetime.rules.cost import Spend, budget_line, budget_stop, spend
 from spacetime.rules.rating import INITIAL_RATING
 
 CONTEXT_TOKENS = 1536
@@ -89,7 +91,7 @@ class Director:
     def seat_for(self, agent: Agent) -> Seat:
         from spacetime.adapters.llm.autogen import PersonaAgent
 
-        model = self.models.chat(agent.model or self.config.endpoint_for(agent.name))
+        model = self.models.metered(agent.model or self.config.endpoint_for(agent.name))
         runner = PersonaAgent(agent.persona, model, system_message=render("system.j2").strip())
         return Seat(agent=agent, runner=runner, model=model)
 
@@ -102,10 +104,29 @@ class Director:
 
     # ------------------------------------------------------------------ play
     async def play(self, epochs: int) -> list[EpochOutcome]:
+        """Play ``epochs`` epochs, fewer when the book's budget runs out first (``budget_reached``)."""
         outcomes = []
         for _ in range(epochs):
+            if await self.budget_reached():
+                break
             outcomes.append(await self.play_epoch_with_retries())
         return outcomes
+
+    async def spent(self) -> Spend:
+        """What the book's stored epochs used, and cost at the book's prices."""
+        return spend(await self.store.book_usage(self.book.book_id), self.config.prices)
+
+    async def budget_reached(self) -> str | None:
+        """At an epoch boundary: the one line saying the book's budget is reached (also told to the listener as
+        ``BudgetReached``), else ``None`` (always without a budget)."""
+        if self.config.budget is None or not self.config.budget.limited:
+            return None
+        stop = budget_stop(self.config.budget, await self.spent())
+        if stop is None:
+            return None
+        line = budget_line(self.book.name, stop, await self.store.epoch_count(self.book.book_id))
+        self.emit(BudgetReached(self.book.name, line))
+        return line
 
     async def play_epoch_with_retries(self) -> EpochOutcome:
         """Play the next epoch: as a durable workflow when the Director has one (``durable``), else in place."""
@@ -160,11 +181,18 @@ class Director:
 
         context = await self.draft_context(epoch_no, seats[0])
         memories = self.reaper.memories() if self.reaper is not None else {}
-        record = await run_epoch(
-            seats, book=self.book, config=self.config, epoch_no=epoch_no, context=context, memories=memories,
-            rng=rng, embedder=self.models.embedder(), started=started, clock=self.clock, emit=self.emit,
-        )  # fmt: skip
-        epoch_id = await self.store.write_epoch(record)
+        with metering(self.models.meter):  # calls replayed from a durable record are counted too
+            record = await run_epoch(
+                seats, book=self.book, config=self.config, epoch_no=epoch_no, context=context, memories=memories,
+                rng=rng, embedder=self.models.metered_embedder(), started=started, clock=self.clock, emit=self.emit,
+            )  # fmt: skip
+        usage = self.models.meter.take()  # everything since the last commit: this epoch's calls, its failed tries,
+        record = replace(record, usage=usage)  # breeding meanwhile
+        try:
+            epoch_id = await self.store.write_epoch(record)
+        except BaseException:
+            self.models.meter.give_back(usage)
+            raise
         after = {r.agent_id: r for r in record.ratings}
         self.seats = {agent_id: _with_rating(seat, after.get(agent_id)) for agent_id, seat in self.seats.items()}
         wall = time.perf_counter() - t0
@@ -173,8 +201,9 @@ class Director:
         tokens = sum(d.completion_tokens for d in record.drafts)
         found = (record.audit or {}).get("warnings")
         warnings = tuple(str(w["text"]) for w in found if isinstance(w, dict)) if isinstance(found, list) else ()
+        used = spend(usage, self.config.prices)
         self.emit(EpochCommitted(epoch_no, epoch_id, names[decision.winner_id], names[decision.loser_id],
-                                 record.chapter_title, wall, tokens, warnings))  # fmt: skip
+                                 record.chapter_title, wall, tokens, warnings, used.usage, used.cost))  # fmt: skip
         if self.reaper is not None:
             self.seats = await self.reaper.epoch_committed(record, self.seats, names)
         else:  # no Reaper (a repository other than PostgreSQL, in tests): the loser leaves, nobody replaces it

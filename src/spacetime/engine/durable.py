@@ -37,6 +37,7 @@ from dbos import DBOS, DBOSClient, SetWorkflowID, StepReservation
 from spacetime import __version__
 from spacetime.book import EndpointSpec
 from spacetime.domain import Completion, EpochOutcome
+from spacetime.engine import metering
 from spacetime.errors import ModelError, ModelHostCrashed, StoreError
 from spacetime.ports import ChatModel, Message
 
@@ -112,23 +113,29 @@ class Slot:
         ``ModelError`` again, without calling. A crashed model host is never recorded (the run stops; a later run
         calls again)."""
         reservation = self._reservation
-        if reservation is None:
-            return await fn()
-
-        async def step() -> T | Failed:
-            token = _call_key.set(f"{DBOS.workflow_id}:{reservation.step_id}")
-            try:
+        with metering.calls(metering.STEP_KINDS.get(name)):  # what the call is for, for the book's usage meter
+            if reservation is None:
                 return await fn()
-            except ModelHostCrashed:
-                raise
-            except ModelError as exc:
-                return Failed(str(exc))
-            finally:
-                _call_key.reset(token)
+            ran = False
 
-        result = await reservation.run_async({"name": name}, step)
+            async def step() -> T | Failed:
+                nonlocal ran
+                ran = True
+                token = _call_key.set(f"{DBOS.workflow_id}:{reservation.step_id}")
+                try:
+                    return await fn()
+                except ModelHostCrashed:
+                    raise
+                except ModelError as exc:
+                    return Failed(str(exc))
+                finally:
+                    _call_key.reset(token)
+
+            result = await reservation.run_async({"name": name}, step)
         if isinstance(result, Failed):
             raise ModelError(result.message)
+        if not ran:  # answered from the record: the dead run paid for it, its counts were never stored
+            metering.replayed(name, result)
         return result
 
 

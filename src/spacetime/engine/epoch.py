@@ -23,7 +23,7 @@ from spacetime.engine.seats import Seat
 from spacetime.errors import EpochShort, ModelError
 from spacetime.ports import Embedder
 from spacetime.prompts import render
-from spacetime.rules.anonymize import assign_aliases, review_orders
+from spacetime.rules.anonymize import assign_aliases, review_plans
 from spacetime.rules.audit import audit_epoch, audit_votes
 from spacetime.rules.audit import to_json as audit_json
 from spacetime.rules.ballot import judge_copy, neutralise
@@ -127,7 +127,8 @@ async def run_epoch(
         persona = seat.agent.persona
         return draft_prompt(persona, book=book, config=config, context=context, epoch_no=epoch_no, memory=memory)
 
-    preflight(seats, topic=book.topic, chapter_no=epoch_no, draft_tokens=config.max_tokens)  # before any call
+    preflight(seats, topic=book.topic, chapter_no=epoch_no, draft_tokens=config.max_tokens,
+              layout=config.ballot_layout)  # before any call
     drafts, forfeits = await burst(seats, prompt_for, max_tokens=config.max_tokens, seed=epoch_seed, emit=emit)
     if len(drafts) < MIN_DRAFTS:
         raise EpochShort(len(drafts))
@@ -137,12 +138,12 @@ async def run_epoch(
     copies = {d.agent_id: judge_copy(d.text, names, disciplines) for d in drafts}
     drafts = [dataclasses.replace(d, flags=copies[d.agent_id].flags) for d in drafts]
     aliases = assign_aliases([d.agent_id for d in drafts], rng, forbidden=[*names, *disciplines])
-    orders = review_orders([s.agent.agent_id for s in seats], aliases, rng)
+    plans = review_plans([s.agent.agent_id for s in seats], aliases, rng, config.ballot_layout)
     penalties = draft_penalties(drafts)
     spotlight_rng = random.Random(rng.getrandbits(48))
     ballots, embeddings = await asyncio.gather(
         judgment(
-            seats, drafts, aliases, orders, {a: p.truncation + p.lateness for a, p in penalties.items()},
+            seats, drafts, aliases, plans, {a: p.truncation + p.lateness for a, p in penalties.items()},
             topic=book.topic, chapter_no=epoch_no, rng=spotlight_rng, seed=epoch_seed, emit=emit,
             judge_texts={a: c.text for a, c in copies.items()},
             mask=lambda text: mask_identities(text, names, disciplines),

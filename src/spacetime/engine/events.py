@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from uuid import UUID
 
+from spacetime.domain import Usage
+
 
 @dataclass(frozen=True, slots=True)
 class EpochStarted:
@@ -72,6 +74,18 @@ class EpochCommitted:
     completion_tokens: int
     warnings: tuple[str, ...] = ()
     """The epoch's judging audit in plain words (judges agreeing no better than chance, tied ballots …)."""
+    usage: Usage = Usage()
+    """The tokens the book's calls used for this epoch (see ``EpochRecord.usage``)."""
+    cost: float | None = None
+    """What they cost in US dollars on the priced endpoints (``None``: no priced endpoint was used)."""
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetReached:
+    """The book has used its budget (``[budget]``): it stops at this epoch boundary; ``line`` says so."""
+
+    book: str
+    line: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +115,7 @@ Event = (
     | BallotDone
     | EpochRetry
     | EpochCommitted
+    | BudgetReached
     | AgentEntered
     | SuccessionFailed
 )

@@ -25,6 +25,7 @@ from spacetime.engine.events import Listener, ignore
 from spacetime.engine.models import ModelPool, SharedModels
 from spacetime.errors import BookBusy, ModelError
 from spacetime.ports import Message
+from spacetime.rules.cost import budget_line, budget_stop, spend
 
 log = logging.getLogger("spacetime.hosting")
 
@@ -96,4 +97,20 @@ class Host:
         if epoch_no >= job.target_epoch:
             await self.store.jobs.set_state(book_id, JobState.DONE)
             return False
+        line = await self.budget_reached(book_id, epoch_no)
+        if line is not None:  # the book's budget is spent: done, with one line in the worker's log
+            await self.store.jobs.set_state(book_id, JobState.DONE)
+            log.warning("%s", line)
+            return False
         return True
+
+    async def budget_reached(self, book_id: UUID, epoch_no: int) -> str | None:
+        """The line saying a book has reached its ``[budget]`` after epoch ``epoch_no``, else ``None``."""
+        book = await self.store.book_by_id(book_id)
+        if book is None:
+            return None
+        config = stored_config(book.config, book.name, book.topic, book.outline)
+        if config.budget is None:
+            return None
+        stop = budget_stop(config.budget, spend(await self.store.book_usage(book_id), config.prices))
+        return None if stop is None else budget_line(book.name, stop, epoch_no)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from spacetime.adapters.llm.registry import build_embedder, build_model
 from spacetime.book import BookConfig, EndpointSpec
+from spacetime.engine.metering import MeteredEmbedder, MeteredModel, UsageMeter
 from spacetime.errors import ConfigError
 from spacetime.ports import ChatModel, Embedder
 
@@ -67,8 +68,12 @@ class ModelPool:
     prebuilt: dict[str, ChatModel] = field(default_factory=dict)
     prebuilt_embedder: Embedder | None = None
     shared: SharedModels | None = None
+    meter: UsageMeter = field(default_factory=UsageMeter)
+    """The book's usage: every call made through ``metered`` / ``metered_embedder`` is counted here."""
     _chat: dict[str, ChatModel] = field(default_factory=dict)
     _embedder: Embedder | None = None
+    _metered: dict[str, MeteredModel] = field(default_factory=dict)
+    _metered_embedder: MeteredEmbedder | None = None
 
     def chat(self, endpoint: str) -> ChatModel:
         if endpoint in self.prebuilt:
@@ -79,6 +84,22 @@ class ModelPool:
                 raise ConfigError(f"no model endpoint named {endpoint!r} (defined: {', '.join(self.config.endpoints)})")
             self._chat[endpoint] = self.shared.chat(spec) if self.shared is not None else build_model(spec)
         return self._chat[endpoint]
+
+    def metered(self, endpoint: str) -> ChatModel:
+        """``chat(endpoint)`` counting its calls in the book's ``meter`` (what seats and the breeder use)."""
+        model = self._metered.get(endpoint)
+        if model is None:
+            model = self._metered[endpoint] = MeteredModel(self.chat(endpoint), self.meter, endpoint)
+        return model
+
+    def metered_embedder(self) -> Embedder | None:
+        """``embedder()`` counting its input tokens in the book's ``meter``."""
+        embedder = self.embedder()
+        if embedder is None:
+            return None
+        if self._metered_embedder is None or self._metered_embedder.inner is not embedder:
+            self._metered_embedder = MeteredEmbedder(embedder, self.meter, self.config.embedder or embedder.name)
+        return self._metered_embedder
 
     def embedder(self) -> Embedder | None:
         if self.prebuilt_embedder is not None:
@@ -103,3 +124,5 @@ class ModelPool:
                 await self._embedder.aclose()
         self._chat.clear()
         self._embedder = None
+        self._metered.clear()
+        self._metered_embedder = None

@@ -155,6 +155,8 @@ class BookRun:
     name: str
     outcomes: list[EpochOutcome] = field(default_factory=list)
     error: Exception | None = None
+    stopped: str | None = None
+    """The line saying the book stopped early because it reached its budget (``[budget]``)."""
 
 
 def plan_books(
@@ -212,7 +214,8 @@ async def play_books(
     prebuilt_embedder: Embedder | None = None,
     durable: bool = True,
 ) -> list[BookRun]:
-    """Play ``epochs`` epochs of every planned book at once; return one :class:`BookRun` per plan, in order.
+    """Play ``epochs`` epochs of every planned book at once (fewer for a book that reaches its ``[budget]``: its
+    run's ``stopped`` says so); return one :class:`BookRun` per plan, in order.
 
     A book's failure (bad file, locked by another process, too few drafts, a lost database …) ends that book only:
     it is recorded in its run (and passed to ``on_done``); the others play on. ``emit_for(name)`` gives each book's
@@ -247,6 +250,9 @@ async def play_books(
                                 host.register(director)
                             try:
                                 for _ in range(epochs):
+                                    run.stopped = await director.budget_reached()
+                                    if run.stopped is not None:
+                                        break
                                     run.outcomes.append(await director.play_epoch_with_retries())
                             finally:
                                 directors.pop(book.book_id, None)

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from uuid import UUID
 
-from spacetime.domain import NAME_MAX
+from spacetime.domain import NAME_MAX, BallotLayout, ReviewPlan
 from spacetime.errors import CapacityError
 
 ALIAS_PREFIX = "Anonymous"
@@ -112,3 +112,43 @@ def review_orders(
         rng.shuffle(shown)
         orders[voter] = tuple(shown)
     return orders
+
+
+SHARED_ROWS = 2
+"""The shared layout's orders per epoch: a random order of every draft and its reverse."""
+
+
+def shared_orders(
+    voter_ids: Sequence[UUID], aliases: Mapping[UUID, str], rng: random.Random
+) -> dict[UUID, ReviewPlan]:
+    """Every voter is shown every draft, in one of two orders: a random order of all drafts, or its reverse.
+
+    Guarantees: the two orders are used by ⌈V/2⌉ and ⌊V/2⌋ voters (which order gets the extra voter is drawn), so
+    each draft's display positions over the voters average (D + 1) / 2 exactly when V is even and within
+    (D − 1) / (2V) of it when V is odd, and the first-shown and last-shown places go to the same two drafts, half
+    the voters each. Voters take the orders in contiguous blocks of ``voter_ids`` (the first block, then the
+    second), so a backend that serves calls one after the other sees equal prefixes back to back. A voter's own
+    draft is in its order (``ReviewPlan.own``) but never scored; a voter without a draft scores them all. Raises
+    ``ValueError`` on duplicate voters.
+    """
+    if len(set(voter_ids)) != len(voter_ids):
+        raise ValueError("shared_orders: duplicate voter ids")
+    base = list(aliases.values())
+    rng.shuffle(base)
+    rows = (tuple(base), tuple(reversed(base)))
+    first = rng.randrange(SHARED_ROWS)
+    count = len(voter_ids)
+    plans: dict[UUID, ReviewPlan] = {}
+    for i, voter in enumerate(voter_ids):
+        row = (first + (i * SHARED_ROWS) // max(count, 1)) % SHARED_ROWS
+        plans[voter] = ReviewPlan(shown=rows[row], own=aliases.get(voter))
+    return plans
+
+
+def review_plans(
+    voter_ids: Sequence[UUID], aliases: Mapping[UUID, str], rng: random.Random, layout: BallotLayout
+) -> dict[UUID, ReviewPlan]:
+    """Each voter's ``ReviewPlan`` under ``layout``: ``shared_orders`` or ``review_orders`` (per-voter shuffles)."""
+    if layout is BallotLayout.SHARED:
+        return shared_orders(voter_ids, aliases, rng)
+    return {voter: ReviewPlan(shown=order) for voter, order in review_orders(voter_ids, aliases, rng).items()}

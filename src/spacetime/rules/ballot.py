@@ -495,16 +495,26 @@ def neutralise(text: str) -> str:
     return _DOUBLE_GT.sub("››", _DOUBLE_LT.sub("‹‹", folded))
 
 
+def new_marker(rng: random.Random) -> str:
+    """A spotlight marker: 12 random hex digits from ``rng``."""
+    return f"{rng.getrandbits(48):012x}"
+
+
+def enclose(text: str, marker: str) -> str:
+    """``<<DRAFT-{marker}>>\\n{text}\\n<<END-{marker}>>`` with ``text`` ``neutralise``-d first, so it holds no
+    delimiter of its own: the only ``<<`` and ``>>`` in the result are the real ones."""
+    return f"<<DRAFT-{marker}>>\n{neutralise(text)}\n<<END-{marker}>>"
+
+
 def spotlight(text: str, rng: random.Random) -> tuple[str, str]:
     """Wrap untrusted ``text`` in random delimiters; returns ``(wrapped, marker)``.
 
-    ``wrapped`` is ``<<DRAFT-{marker}>>\\n{text}\\n<<END-{marker}>>`` where ``marker`` is 12 random hex digits from
-    ``rng`` (a fresh one per call: per draft, per voter) and ``text`` has been ``neutralise``-d, so it holds no
-    delimiter of its own: the only ``<<`` and ``>>`` in ``wrapped`` are the real ones. The prompt states
-    ``SPOTLIGHT_RULE``.
+    ``wrapped`` is ``enclose(text, marker)`` with a fresh ``marker`` from ``rng``. The engine draws one marker per
+    draft per epoch, after every draft is written (so no draft can know its own), and every voter sees the same
+    wrapped text (which keeps the ballots' shared prefix). The prompt states ``SPOTLIGHT_RULE``.
     """
-    marker = f"{rng.getrandbits(48):012x}"
-    return f"<<DRAFT-{marker}>>\n{neutralise(text)}\n<<END-{marker}>>", marker
+    marker = new_marker(rng)
+    return enclose(text, marker), marker
 
 
 def judge_copy(text: str, names: Iterable[str], disciplines: Iterable[str] = ()) -> Screening:

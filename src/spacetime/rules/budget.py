@@ -85,16 +85,18 @@ def fair_cap(
     available: int,
     *,
     min_tokens: int = MIN_EXCERPT_TOKENS,
+    shown_own: bool = False,
 ) -> int | None:
     """One cap for the whole epoch, so that a draft is cut the same way in every ballot.
 
-    ``lengths`` maps author id → draft length in tokens. Each voter reviews every draft but its own (a voter
-    without a draft reviews them all); the result is the smallest ``fit_drafts`` cap over the voters' review sets,
-    so every voter's set fits in ``available``. ``None`` when every set fits whole. Raises ``CapacityError`` as
-    ``fit_drafts`` does.
+    ``lengths`` maps author id → draft length in tokens. Each voter is shown every draft but its own (a voter
+    without a draft is shown them all), or every draft when ``shown_own`` (the shared layout); the result is the
+    smallest ``fit_drafts`` cap over the voters' review sets, so every voter's set fits in ``available``. ``None``
+    when every set fits whole. Raises ``CapacityError`` as ``fit_drafts`` does.
     """
     caps = [
-        fit_drafts([n for author, n in lengths.items() if author != voter], available, min_tokens=min_tokens)
+        fit_drafts([n for author, n in lengths.items() if shown_own or author != voter], available,
+                   min_tokens=min_tokens)
         for voter in voter_ids
     ]
     numeric = [c for c in caps if c is not None]

@@ -13,6 +13,7 @@ the same note.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -58,15 +59,22 @@ class Feedback:
     eliminated: bool = False
 
 
+@functools.lru_cache(maxsize=64)
+def _aliases_pattern(aliases: frozenset[str]) -> re.Pattern[str] | None:
+    """One alternation of the epoch's aliases, longest first (so ``…_12`` is never read as ``…_1``)."""
+    ordered = sorted((a for a in aliases if a), key=lambda a: (-len(a), a))
+    return re.compile("|".join(re.escape(a) for a in ordered)) if ordered else None
+
+
 def anonymize(
     text: str, own_alias: str | None, aliases: Iterable[str], names: Iterable[str], disciplines: Iterable[str] = ()
 ) -> str:
     """Mask who is who in a rationale: the agent's own alias → "your draft", other aliases → "another draft",
     persona names and disciplines (which could reveal a voter) → "an author" / "a field", with the inflection rule
     of the ballots (``masking.mask_identities``: ``the Physicist``, ``physicists``, ``physics`` all go)."""
-    out = text
-    for alias in sorted(set(aliases), key=len, reverse=True):
-        out = out.replace(alias, "your draft" if alias == own_alias else "another draft")
+    pattern = _aliases_pattern(frozenset(aliases))
+    out = text if pattern is None else pattern.sub(lambda m: "your draft" if m.group(0) == own_alias
+                                                   else "another draft", text)  # fmt: skip
     out = _ALIAS.sub("another draft", out)
     out = mask_identities(out, names, disciplines, author="an author", field="a field", absorb_article=True)
     return _SPACES.sub(" ", out).strip()

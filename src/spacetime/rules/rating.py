@@ -106,16 +106,20 @@ def plackett_luce_update(skills: Mapping[UUID, Skill], matches: Sequence[Mapping
 def pair_results(matches: Sequence[Mapping[UUID, float]]) -> dict[tuple[UUID, UUID], float]:
     """``(i, j)`` → ``S_ij = (wins + ½ ties) / games`` of *i* against *j*, for every ordered pair that met in a match
     (``S_ji = 1 − S_ij``)."""
-    points: dict[tuple[UUID, UUID], float] = {}
-    games: dict[tuple[UUID, UUID], int] = {}
+    index: dict[UUID, int] = {}  # players as small ints: an epoch of N ballots makes ~N³ pair updates
+    points: dict[int, float] = {}
+    games: dict[int, int] = {}
     for match in matches:
-        for i, vi in match.items():
-            for j, vj in match.items():
+        items = [(index.setdefault(player, len(index)), value) for player, value in match.items()]
+        for i, vi in items:
+            for j, vj in items:
                 if i == j:
                     continue
-                points[(i, j)] = points.get((i, j), 0.0) + (1.0 if vi > vj else 0.5 if vi == vj else 0.0)
-                games[(i, j)] = games.get((i, j), 0) + 1
-    return {pair: points[pair] / games[pair] for pair in games}
+                key = (i << 32) | j
+                points[key] = points.get(key, 0.0) + (1.0 if vi > vj else 0.5 if vi == vj else 0.0)
+                games[key] = games.get(key, 0) + 1
+    players = list(index)
+    return {(players[key >> 32], players[key & 0xFFFFFFFF]): points[key] / n for key, n in games.items()}
 
 
 def expected_score(rating: float, opponent: float) -> float:
@@ -143,11 +147,11 @@ def elo_from_pairs(
     n = len(players)
     if n < 2:
         return after
-    for i in players:
-        surprise = math.fsum(
-            s - expected_score(ratings[i], ratings[j]) for (a, j), s in sorted(results.items(), key=str) if a == i
-        )
-        after[i] = ratings[i] + k / (n - 1) * surprise
+    against: dict[UUID, list[float]] = {}
+    for (i, j), s in results.items():
+        against.setdefault(i, []).append(s - expected_score(ratings[i], ratings[j]))
+    for i in players:  # fsum is exactly rounded: the order of the terms does not matter
+        after[i] = ratings[i] + k / (n - 1) * math.fsum(against.get(i, ()))
     return after
 
 

@@ -129,9 +129,13 @@ def rank_shares(ballot: Mapping[UUID, float]) -> dict[UUID, float]:
 
 def normalised_insight(ballots: Sequence[Mapping[UUID, float]]) -> dict[UUID, float]:
     """Target → ``1 + 9 × mean rank share`` over the ballots that judged it (only targets judged at least once)."""
+    return _insight_of_shares([rank_shares(ballot) for ballot in ballots])
+
+
+def _insight_of_shares(per_ballot: Sequence[Mapping[UUID, float]]) -> dict[UUID, float]:
     shares: dict[UUID, list[float]] = {}
-    for ballot in ballots:
-        for target, share in rank_shares(ballot).items():
+    for ballot in per_ballot:
+        for target, share in ballot.items():
             shares.setdefault(target, []).append(share)
     return {t: 1.0 + 9.0 * math.fsum(s) / len(s) for t, s in shares.items()}
 
@@ -191,7 +195,25 @@ def bootstrap(
     if not ballots:
         return []
     n = len(ballots)
-    return [normalised_insight([ballots[rng.randrange(n)] for _ in range(n)]) for _ in range(replicates)]
+    # Each ballot's rank shares once, targets as small ints (a resample only regroups them); the same draws, the
+    # same per-target fsum, the same key order as ``normalised_insight`` of the resampled ballots.
+    targets: dict[UUID, int] = {}
+    shares = [
+        [(targets.setdefault(target, len(targets)), share) for target, share in rank_shares(ballot).items()]
+        for ballot in ballots
+    ]
+    ids = list(targets)
+    out: list[dict[UUID, float]] = []
+    for _ in range(replicates):
+        per_target: list[list[float]] = [[] for _ in ids]
+        seen: list[int] = []
+        for _ in range(n):
+            for t, share in shares[rng.randrange(n)]:
+                if not per_target[t]:
+                    seen.append(t)
+                per_target[t].append(share)
+        out.append({ids[t]: 1.0 + 9.0 * math.fsum(per_target[t]) / len(per_target[t]) for t in seen})
+    return out
 
 
 def interval(values: Sequence[float], point: float, *, level: float = 0.95) -> tuple[float, float]:

@@ -151,6 +151,21 @@ class BalancedEmbedder:
             return []
         return await self._router.run(lambda m: m.embed(texts))
 
+    async def embed_counted(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """The vectors and the input tokens the replica that served them counted (``embed_counted`` of an
+        OpenAI-compatible replica; 0 from one that counts nothing)."""
+        if not texts:
+            return [], 0
+
+        async def one(member: Embedder) -> tuple[list[list[float]], int]:
+            counted = getattr(member, "embed_counted", None)
+            if counted is not None:
+                result: tuple[list[list[float]], int] = await counted(texts)
+                return result
+            return await member.embed(texts), 0
+
+        return await self._router.run(one)
+
     async def aclose(self) -> None:
         for member in self.members:
             await member.aclose()

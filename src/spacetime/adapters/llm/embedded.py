@@ -239,6 +239,8 @@ class EmbeddedModel:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             latency_s=latency,
+            # the prompt tokens llama.cpp found in its KV cache, when the host reports them (else 0)
+            cached_tokens=int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
             tokens=tuple(
                 TokenChoice(str(text), tuple((str(t), float(lp)) for t, lp in alternatives))
                 for text, alternatives in response.get("spacetime_tokens") or ()
@@ -315,6 +317,11 @@ class EmbeddedEmbedder:
         except ModelError as err:
             raise ModelError(f"embedder {self.name!r}: {err}") from None
         return [list(v) for v in vectors]
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` the embedder reads (exact, from the GGUF's vocabulary; at most ``max_tokens``, at
+        least 1: an empty text is embedded as one space)."""
+        return max(1, min(self.max_tokens, len(_vocab(self.path).tokenize(text or " "))))
 
     async def aclose(self) -> None:
         return None

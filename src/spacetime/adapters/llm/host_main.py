@@ -109,10 +109,22 @@ class Host:
 
     def chat(self, key: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A chat completion; with ``score_logprobs`` in ``kwargs``, the reply also carries ``spacetime_tokens``:
-        ``[text, [[number token, logprob], …]]`` per generated token (see :class:`ScoreRecorder`)."""
+        ``[text, [[number token, logprob], …]]`` per generated token (see :class:`ScoreRecorder`). Its usage gains
+        ``prompt_tokens_details.cached_tokens``: the prompt tokens llama.cpp did not have to evaluate because the
+        previous call on this model left them in its KV cache (a shared prefix), as OpenAI and vLLM report it."""
         llama = self.model(key)
+        before = prompt_evals(llama)
+        response = self._chat(llama, key, kwargs)
+        after = prompt_evals(llama)
+        usage = response.get("usage") if isinstance(response, dict) else None
+        if before is not None and after is not None and isinstance(usage, dict):
+            prompt = int(usage.get("prompt_tokens") or 0)
+            usage["prompt_tokens_details"] = {"cached_tokens": max(0, min(prompt, prompt - (after - before)))}
+        return response
+
+    def _chat(self, llama: Llama, key: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if not kwargs.pop("score_logprobs", False):
-            return llama.create_chat_completion(**kwargs)
+            return dict(llama.create_chat_completion(**kwargs))  # type: ignore[arg-type]
         from llama_cpp import LogitsProcessorList
 
         numbers = self.numbers.get(key)
@@ -213,6 +225,17 @@ class ScoreRecorder:
             out.append([text, alternatives])
             previous_number = is_number
         return out
+
+
+def prompt_evals(llama: Llama) -> int | None:
+    """Prompt tokens this model's context has evaluated so far (llama.cpp's ``n_p_eval`` performance counter), or
+    None when this llama.cpp build does not expose it."""
+    try:
+        import llama_cpp
+
+        return int(llama_cpp.llama_perf_context(llama._ctx.ctx).n_p_eval)
+    except Exception:  # pragma: no cover - an older or different binding: no figure, never a failed call
+        return None
 
 
 def extra_bufts(llama: Llama) -> bool:

@@ -24,7 +24,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from spacetime.adapters.pg import reports
 from spacetime.adapters.pg.connect import APPLICATION_NAME, connect_error
-from spacetime.adapters.pg.reports import Judging
+from spacetime.adapters.pg.reports import BookUsage, Judging
 from spacetime.domain import Book
 from spacetime.errors import StoreError
 
@@ -175,6 +175,10 @@ class DeckReader:
         b = {"b": book.book_id}
         queries = (reports.AUDIT_VOTES, reports.AGENT_NAMES, reports.FLAGGED_DRAFTS, reports.LAST_CONFIDENCE)
         return reports.judging_of(book, *(self.rows(q, b) for q in queries))
+
+    def usage(self, book: Book) -> BookUsage:
+        """What the book's calls used and cost, epoch by epoch (the same query as ``spacetime status --json``)."""
+        return reports.usage_of(book, self.rows(reports.EPOCH_USAGE, {"b": book.book_id}))
 
     def books(self) -> list[dict[str, Any]]:
         return self.rows(

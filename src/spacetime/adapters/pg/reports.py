@@ -16,9 +16,22 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, persona_from_row
-from spacetime.domain import Agent, Book, NewcomerSource, Persona, ReplacementKind
+from spacetime.adapters.pg.rows import PERSONA_COLUMNS, USAGE_COLUMNS, agent_from_row, persona_from_row, usage_from_row
+from spacetime.book import parse_book
+from spacetime.domain import (
+    Agent,
+    Book,
+    Budget,
+    CallKind,
+    NewcomerSource,
+    Persona,
+    Price,
+    ReplacementKind,
+    UsageLine,
+)
+from spacetime.errors import ConfigError
 from spacetime.rules.audit import AuditVote, JudgingHealth, audit_book, used_score
+from spacetime.rules.cost import Spend, by_kind, merged, spend
 
 if TYPE_CHECKING:
     from spacetime.adapters.pg.store import Store
@@ -97,6 +110,35 @@ class BookStatus:
     fleet: str | None = None
     """A submitted book's state in the fleet (waiting, playing, paused, cancelled, done, failed); ``None`` for a
     book played by ``spacetime run`` only."""
+    usage: BookUsage | None = None
+    """The tokens (and cost) of the book's model calls; ``None`` when not read."""
+
+
+@dataclass(frozen=True, slots=True)
+class EpochUsage:
+    """What one epoch's calls used (``EpochRecord.usage``) and cost."""
+
+    epoch_no: int
+    lines: tuple[UsageLine, ...]
+    spent: Spend
+
+
+@dataclass(frozen=True, slots=True)
+class BookUsage:
+    """What a book's calls used: its totals by kind of call and endpoint, what they cost at the book's prices,
+    epoch by epoch, and its budget."""
+
+    lines: tuple[UsageLine, ...]
+    spent: Spend
+    epochs: tuple[EpochUsage, ...]
+    """Epochs stored with their usage, in order (an epoch played before usage was recorded has none)."""
+    budget: Budget | None = None
+    prices: Mapping[str, Price] = dataclasses.field(default_factory=dict)
+
+    def by_kind(self, lines: Sequence[UsageLine] | None = None) -> dict[CallKind, Spend]:
+        """Usage and cost per kind of call (of ``lines``, default the book's)."""
+        found = self.lines if lines is None else lines
+        return {kind: spend([x for x in found if x.kind is kind], self.prices) for kind in by_kind(found)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +233,33 @@ async def book_status(store: Store, book: Book) -> BookStatus:
         RosterEntry(_agent(r), r["cause_of_death"], r["replaced"]) for r in await store.rows(_ROSTER, (book.book_id,))
     )
     return BookStatus(book, counts["epochs"], counts["chapters"], roster, tuple(await lineage(store, book.book_id)),
-                      await judging(store, book) if counts["epochs"] else None)  # fmt: skip
+                      await judging(store, book) if counts["epochs"] else None,
+                      usage=await book_usage(store, book))  # fmt: skip
+
+
+EPOCH_USAGE = f"SELECT epoch_no, {USAGE_COLUMNS} FROM epoch_usage WHERE book_id = %(b)s ORDER BY epoch_no"
+"""A book's usage rows, epoch by epoch (parameter ``b`` = the book id), read by ``book_usage`` here and by the
+deck's reader, mapped by ``usage_of``."""
+
+
+def usage_of(book: Book, rows: Sequence[Mapping[str, Any]]) -> BookUsage:
+    """A book's ``BookUsage`` from its ``EPOCH_USAGE`` rows, priced by its stored settings."""
+    per_epoch: dict[int, list[UsageLine]] = {}
+    for r in rows:
+        per_epoch.setdefault(int(r["epoch_no"]), []).append(usage_from_row(r))
+    try:
+        config = parse_book(dict(book.config), where=f"stored settings of book {book.name!r}")
+        prices, budget = config.prices, config.budget
+    except ConfigError:  # settings stored by another version: the tokens without their cost
+        prices, budget = {}, None
+    epochs = tuple(EpochUsage(n, merged(lines), spend(lines, prices)) for n, lines in sorted(per_epoch.items()))
+    every = merged(line for e in epochs for line in e.lines)
+    return BookUsage(every, spend(every, prices), epochs, budget, prices)
+
+
+async def book_usage(store: Store, book: Book) -> BookUsage:
+    """What the book's calls used, in all and epoch by epoch."""
+    return usage_of(book, await store.rows(EPOCH_USAGE, {"b": book.book_id}))
 
 
 AUDIT_VOTES = (

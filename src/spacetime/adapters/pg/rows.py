@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spacetime.domain import INITIAL_SIGMA, Agent, AgentStatus, Book, Persona, PersonaOrigin
+from spacetime.domain import INITIAL_SIGMA, Agent, AgentStatus, Book, CallKind, Persona, PersonaOrigin, Usage, UsageLine
 
 PERSONA_COLUMNS = "p.name AS p_name, p.discipline, p.voice, p.system_prompt, p.origin, p.parents"
 """The persona columns ``persona_from_row`` reads, for a query joining ``personas p``."""
@@ -44,3 +44,14 @@ def agent_from_row(row: Mapping[str, Any]) -> Agent:
 def book_from_row(row: Mapping[str, Any]) -> Book:
     """A book from a ``books`` row."""
     return Book(row["book_id"], row["name"], row["topic"], row["outline"], row["config"])
+
+
+USAGE_COLUMNS = "kind, endpoint, calls, prompt_tokens, cached_tokens, completion_tokens"
+"""The columns of ``epoch_usage`` (or their sums, under the same names) ``usage_from_row`` reads."""
+
+
+def usage_from_row(row: Mapping[str, Any]) -> UsageLine:
+    """A line of usage from a row holding ``USAGE_COLUMNS``."""
+    usage = Usage(int(row["calls"]), int(row["prompt_tokens"]), int(row["cached_tokens"]),
+                  int(row["completion_tokens"]))  # fmt: skip
+    return UsageLine(CallKind(row["kind"]), row["endpoint"], usage)

@@ -30,10 +30,21 @@ from spacetime.adapters.pg.personas import Personas
 from spacetime.adapters.pg.reaper_log import ReaperLog
 from spacetime.adapters.pg.repository import lost_database, store_errors
 from spacetime.adapters.pg.roster import INSERT_PERSONA, Roster, persona_params
-from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, book_from_row
+from spacetime.adapters.pg.rows import PERSONA_COLUMNS, agent_from_row, book_from_row, usage_from_row
 from spacetime.adapters.pg.swaps import Swaps
-from spacetime.domain import Agent, AgentStatus, Book, Chapter, DraftScore, EpochRecord, EpochSummary, Persona
+from spacetime.domain import (
+    Agent,
+    AgentStatus,
+    Book,
+    Chapter,
+    DraftScore,
+    EpochRecord,
+    EpochSummary,
+    Persona,
+    UsageLine,
+)
 from spacetime.errors import BookBusy, ConfigError, StoreError
+from spacetime.rules.cost import merged
 
 
 def _ts(value: float | None) -> datetime | None:
@@ -51,6 +62,13 @@ def _interval(score: DraftScore | None) -> tuple[float | None, float | None, flo
 def _vec(values: Sequence[float] | None) -> np.ndarray | None:
     return None if values is None else np.asarray(values, dtype=np.float32)
 
+
+BOOK_USAGE = (
+    "SELECT kind, endpoint, sum(calls) AS calls, sum(prompt_tokens) AS prompt_tokens, "
+    "sum(cached_tokens) AS cached_tokens, sum(completion_tokens) AS completion_tokens "
+    "FROM epoch_usage WHERE book_id = %(b)s GROUP BY kind, endpoint"
+)
+"""A book's usage summed by kind and endpoint (``USAGE_COLUMNS``; parameter ``b`` = the book id)."""
 
 _AGENT_SELECT = f"""
 SELECT a.agent_id, a.rating, a.sigma, a.elo, a.status, a.born_epoch, a.died_epoch, a.model, a.name, {PERSONA_COLUMNS}
@@ -249,6 +267,15 @@ class Store:
                         None if record.audit is None else Jsonb(record.audit),
                     ),
                 )
+                if record.usage:
+                    await cur.executemany(
+                        "INSERT INTO epoch_usage (book_id, epoch_no, kind, endpoint, calls, prompt_tokens, "
+                        "cached_tokens, completion_tokens) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                        "ON CONFLICT DO NOTHING",
+                        [(record.book_id, record.epoch_no, line.kind.value, line.endpoint, line.usage.calls,
+                          line.usage.prompt_tokens, line.usage.cached_tokens, line.usage.completion_tokens)
+                         for line in merged(record.usage)],
+                    )  # fmt: skip
                 await cur.executemany(
                     "INSERT INTO drafts (epoch_id, agent_id, alias, text, prompt_tokens, completion_tokens, "
                     "finish_reason, truncated, latency_s, mean_insight, truncation_penalty, lateness_penalty, score, "
@@ -359,6 +386,11 @@ class Store:
         except psycopg.OperationalError as exc:
             raise lost_database(exc) from None
         return epoch_id
+
+    async def book_usage(self, book_id: UUID) -> tuple[UsageLine, ...]:
+        """What every stored epoch of the book used, summed by kind of call and endpoint."""
+        rows = await self.rows(BOOK_USAGE, {"b": book_id})
+        return merged(usage_from_row(r) for r in rows)
 
     async def _names(self, agent_ids: Sequence[UUID]) -> dict[UUID, str]:
         async with self.pool.connection() as conn:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from spacetime.adapters.pg.store import Store
 from spacetime.book import BookConfig
-from spacetime.domain import Book, Completion, NewcomerSource, Persona
+from spacetime.domain import Book, CallKind, Completion, NewcomerSource, Persona
+from spacetime.engine import metering
 from spacetime.engine.reaper.values import Claims, Embedding, MakeNewcomer, Newcomer
 from spacetime.errors import ModelError, SpacetimeError
 from spacetime.ports import ChatModel, Embedder, Message
@@ -37,7 +38,7 @@ class Breeder:
         self.newcomer = newcomer
 
     def embedder(self) -> Embedder | None:
-        return self.models.embedder() if self.models is not None else None
+        return self.models.metered_embedder() if self.models is not None else None
 
     async def ensure_embeddings(self, names: Sequence[str]) -> str | None:
         """Embed (once per embedder) the descriptions of the named personas; returns the embedder's name."""
@@ -74,11 +75,13 @@ class Breeder:
         # for a turn behind the epoch's own calls; the first valid answer wins
         prompt = breeding.breed_prompt(plan, sorted(book_personas), sorted({a.persona.discipline for a in agents}))
         seeds = [None if self.config.seed is None else self.rng.randrange(1 << 30) for _ in range(breeding.BREED_TRIES)]
-        replies = await asyncio.gather(*(
-            model.complete(
-                [Message("system", BREEDER_SYSTEM), Message("user", prompt)],
-                max_tokens=breeding.BREED_MAX_TOKENS, json_schema=breeding.BREED_SCHEMA, temperature=0.9, seed=seed,
-            ) for seed in seeds), return_exceptions=True)  # fmt: skip
+        with metering.calls(CallKind.BREEDING):  # the book's usage meter counts these as breeding
+            replies = await asyncio.gather(*(
+                model.complete(
+                    [Message("system", BREEDER_SYSTEM), Message("user", prompt)],
+                    max_tokens=breeding.BREED_MAX_TOKENS, json_schema=breeding.BREED_SCHEMA, temperature=0.9,
+                    seed=seed,
+                ) for seed in seeds), return_exceptions=True)  # fmt: skip
         for reply in replies:
             child = await self._child(reply, plan, book_personas, embedder, problems)
             if child is not None:
@@ -100,7 +103,7 @@ class Breeder:
     def _chat_model(self) -> ChatModel | None:
         if self.models is not None:
             with contextlib.suppress(SpacetimeError):
-                return self.models.chat(self.config.model)
+                return self.models.metered(self.config.model)
         return None
 
     async def _taken(self) -> tuple[set[str], set[str]]:

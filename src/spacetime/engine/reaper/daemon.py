@@ -309,6 +309,9 @@ class Reaper:
         seating.cancel()
         if not done.done():
             done.set_exception(exc)
+            # a loop cancelled meanwhile (Ctrl-C, a bench window closing) never awaits it: mark the exception seen,
+            # or asyncio prints "Future exception was never retrieved" and a traceback at exit (it is logged above)
+            done.exception()
 
     async def _on_top_up(self, job: TopUp) -> None:
         try:
