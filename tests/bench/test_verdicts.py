@@ -317,7 +317,9 @@ def test_a_small_tournament_through_the_real_cli(tmp_path: Path) -> None:
         assert s["items"] >= 40  # 4 drafts judged per ballot
     mixed = report.results[1]
     assert mixed.injector_wins.total >= 1 and mixed.server["injections_written"] >= 1
-    assert mixed.server["position_bonus"] >= 10
+    # every judge adds +2 to the draft it is shown first, unless that is its own (shared layout: two orders per
+    # epoch, so at most two voters an epoch see their own draft first and score nothing at position 1)
+    assert mixed.server["ballots"] - 2 * 2 <= mixed.server["position_bonus"] <= mixed.server["ballots"]
     table = markdown(report)
     assert "| honest | 1 | 2 |" in table and "| mixed | 1 | 2 |" in table
     assert json.loads(json.dumps(report.to_json()))["scenarios"][0]["epochs"] == 2
