@@ -124,7 +124,8 @@ class Workers:
     def start(self, name: str) -> None:
         log = (self.logs / f"{name}.log").open("ab")
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "spacetime", "worker", "--executor-id", name, "--books-at-once", "8"],
+            [sys.executable, "-m", "spacetime", "worker", "--executor-id", name, "--books-at-once", "8",
+             "--trust-stored-endpoints"],
             env=cli_env(self.url), stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
         )  # fmt: skip
         log.close()

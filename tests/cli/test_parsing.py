@@ -40,7 +40,7 @@ EVERY = dict(_commands(ROOT))
 def test_every_noun_is_there() -> None:
     assert sorted(" ".join(path) for path in EVERY) == sorted(
         ["", "status", "run", "submit", "worker", "pause", "resume", "cancel", "export", "deck", "swap", "personas",
-         "lineage", "bench", "db", "db migrate", "db url", "db stop"]
+         "lineage", "bench", "db", "db migrate", "db url", "db stop", "db grant-deck-role"]
     )  # fmt: skip
 
 

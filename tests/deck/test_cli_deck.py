@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 
 from spacetime.deck import streamlit_command
 from tests.conftest import run_cli
@@ -18,6 +19,13 @@ def _one_line(proc, code: int, needle: str) -> None:  # type: ignore[no-untyped-
 def test_help() -> None:
     proc = run_cli("deck", "--help")
     assert proc.returncode == 0 and "--host" in proc.stdout and "--port" in proc.stdout and "read-only" in proc.stdout
+    assert "--no-auth" in proc.stdout and "--book-file" in proc.stdout
+
+
+def test_unreadable_book_file_is_one_line(migrated_url: str, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.toml"
+    proc = run_cli("deck", "--book-file", str(missing), env={"SPACETIME_DATABASE_URL": migrated_url}, timeout=60)
+    _one_line(proc, 2, f"book file {missing} does not exist")
 
 
 def test_port_in_use_is_one_line(migrated_url: str) -> None:

@@ -55,7 +55,8 @@ def test_pause_resume_and_cancel_a_fleet_book(tmp_path: Path, migrated_url: str)
         assert sent.returncode == 0, sent.stderr
         assert "submitted 'fleet-1': epochs 1–6" in sent.stdout
         assert fleet_of(migrated_url) == {"fleet-1": "waiting", "fleet-2": "waiting"}
-        worker = subprocess.Popen([sys.executable, "-m", "spacetime", "worker", "--executor-id", "solo"],
+        worker = subprocess.Popen([sys.executable, "-m", "spacetime", "worker", "--executor-id", "solo",
+                                   "--endpoints", str(book)],
                                   env=cli_env(migrated_url), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
         try:
@@ -105,3 +106,26 @@ def test_a_fleet_under_sigkill_loses_and_repeats_nothing(migrated_url: str) -> N
     assert report.calls_needed <= report.calls_made <= limit, report
     assert 1 <= report.max_in_flight <= report.concurrency, report  # the endpoint's limit, across all workers
     assert report.ok()
+
+
+def test_a_worker_does_not_call_endpoints_it_was_not_given(tmp_path: Path, migrated_url: str) -> None:
+    """docs/book.md "What is trusted": a worker started without --endpoints or --trust-stored-endpoints fails a book
+    on a model server with one line and never calls the server the database names."""
+    env = {"SPACETIME_DATABASE_URL": migrated_url}
+    with ServerProcess(LatencyModel(ttft_s=0.0, per_token_s=0.0, output_tokens=30, slots=8)) as server:
+        book = tmp_path / "fleet.toml"
+        book.write_text(book_toml(server.base_url, 4))
+        sent = run_cli("submit", str(book), "--epochs", "2", env=env)
+        assert sent.returncode == 0, sent.stderr
+        worker = subprocess.Popen([sys.executable, "-m", "spacetime", "worker", "--executor-id", "wary"],
+                                  env=cli_env(migrated_url), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+        try:
+            until(lambda: fleet_of(migrated_url)["fleet"] == "failed", 120)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            _out, err = worker.communicate(timeout=60)
+        assert server.stats()["requests"] == 0
+        assert epochs_of(migrated_url) == {"fleet": 0}
+        assert "Traceback" not in err
+        assert "--trust-stored-endpoints" in err and "endpoint bench (" in err, err[-2000:]

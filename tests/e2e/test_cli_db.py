@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from spacetime.adapters.pg import embedded
+from spacetime.adapters.pg.roles import DECK_ROLE, role_url
 from tests.conftest import run_cli
 
 
@@ -29,7 +35,7 @@ def _one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles:
 def test_version_and_help_on_every_command() -> None:
     out = run_cli("--version")
     assert out.returncode == 0 and out.stdout.startswith("spacetime ")
-    for args in ([], ["db"], ["db", "migrate"], ["db", "url"], ["db", "stop"], ["status"]):
+    for args in ([], ["db"], ["db", "migrate"], ["db", "url"], ["db", "grant-deck-role"], ["db", "stop"], ["status"]):
         proc = run_cli(*args, "--help")
         assert proc.returncode == 0 and "Usage" in proc.stdout, args
 
@@ -130,3 +136,114 @@ def test_database_without_pgvector(server_without_pgvector: str) -> None:
     with psycopg.connect(server_without_pgvector) as conn:  # nothing half-written
         tables = conn.execute("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'").fetchone()
     assert tables[0] == 0  # type: ignore[index]
+
+
+# ---------------------------------------------------------------- the deck's role on an "external" server
+@pytest.fixture(scope="module")
+def external_server() -> Iterator[str]:
+    """A real PostgreSQL standing in for an external server: the embedded one of a private data dir, whose
+    pg_hba.conf asks the deck's role (and a probe role) for a password and trusts everyone else."""
+    data_dir = Path(tempfile.mkdtemp(prefix="spacetime-test-external-"))
+    url = embedded.start(data_dir)
+    (data_dir / "pg" / "pg_hba.conf").write_text(
+        f"local all {DECK_ROLE},hba_probe scram-sha-256\nlocal all all trust\n"
+    )
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE ROLE hba_probe LOGIN")
+        conn.execute("SELECT pg_reload_conf()")
+    deadline = time.monotonic() + 20
+    while True:  # the reload is asynchronous: wait until a password is really asked for
+        try:
+            psycopg.connect(role_url(url, "hba_probe")).close()
+        except psycopg.OperationalError:
+            break
+        assert time.monotonic() < deadline, "pg_hba.conf was not reloaded"
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        embedded.stop(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def external_db(external_server: str) -> Iterator[str]:
+    """A fresh, migrated Space Time database on the external server (migrated as `spacetime run` would)."""
+    name = f"x_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(external_server, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    head, _, query = external_server.partition("?")
+    url = f"{head.rsplit('/', 1)[0]}/{name}?{query}"
+    assert run_cli("--database-url", url, "db", "migrate").returncode == 0
+    yield url
+    with psycopg.connect(external_server, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _cannot_log_in(url: str) -> bool:
+    try:
+        psycopg.connect(url).close()
+    except psycopg.OperationalError:
+        return True
+    return False
+
+
+def _reads_but_cannot_write(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT current_user").fetchone() == (DECK_ROLE,)
+        assert conn.execute("SELECT count(*) FROM books").fetchone() == (0,)
+        conn.execute("SET default_transaction_read_only = off")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("INSERT INTO books (name, topic) VALUES ('sneaky', 'x')")
+
+
+def test_grant_deck_role_on_an_external_server(external_db: str) -> None:
+    proc = run_cli("--database-url", external_db, "db", "grant-deck-role")
+    assert proc.returncode == 0, proc.stderr
+    deck_url = proc.stdout.strip()
+    assert len(proc.stdout.splitlines()) == 1 and deck_url.startswith(f"postgresql://{DECK_ROLE}:")
+    assert "the read-only role spacetime_deck" in proc.stderr and "shown only this once" in proc.stderr
+    assert "SPACETIME_DECK_DATABASE_URL" in proc.stderr and "warning" not in proc.stderr
+    assert _cannot_log_in(role_url(external_db, DECK_ROLE))  # the server really asks this role for a password
+    _reads_but_cannot_write(deck_url)
+
+    # again, with a password of the user's: the role is updated, the old password stops working
+    again = run_cli("--database-url", external_db, "db", "grant-deck-role", "--password-env", "DECK_PW",
+                    env={"DECK_PW": "s3cret/with:odd@chars"})
+    assert again.returncode == 0, again.stderr
+    assert "updated the read-only role" in again.stderr and "shown only this once" not in again.stderr
+    assert again.stdout.strip() == role_url(external_db, DECK_ROLE, "s3cret/with:odd@chars")
+    _reads_but_cannot_write(again.stdout.strip())
+    assert _cannot_log_in(deck_url)
+
+    # the deck takes that URL, without the database URL: it gets past the database to the port check
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        deck = run_cli("deck", "--port", str(port), env={"SPACETIME_DECK_DATABASE_URL": again.stdout.strip()})
+    _one_error_line(deck, 2, f"port {port} on 127.0.0.1 is already in use")
+
+
+def test_deck_on_an_external_server_without_a_deck_url_is_one_line(external_db: str) -> None:
+    proc = run_cli("deck", env={"SPACETIME_DATABASE_URL": external_db})
+    line = _one_error_line(proc, 2, "spacetime_deck", "spacetime db grant-deck-role", "SPACETIME_DECK_DATABASE_URL")
+    assert "password" in line
+
+
+def test_deck_refuses_a_deck_url_that_can_write(external_db: str) -> None:
+    proc = run_cli("deck", env={"SPACETIME_DECK_DATABASE_URL": external_db})
+    _one_error_line(proc, 2, "the deck refuses SPACETIME_DECK_DATABASE_URL", "superuser", "grant-deck-role")
+
+
+def test_grant_deck_role_without_createrole_is_one_line(external_db: str, external_server: str) -> None:
+    user = f"plain_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(external_server, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {user} LOGIN")
+    proc = run_cli("--database-url", role_url(external_db, user), "db", "grant-deck-role")
+    _one_error_line(proc, 2, f"{user} lacks the CREATEROLE privilege", "superuser")
+
+
+def test_grant_deck_role_password_env_not_set_is_one_line(external_db: str) -> None:
+    proc = run_cli("--database-url", external_db, "db", "grant-deck-role", "--password-env", "NO_SUCH_VAR")
+    _one_error_line(proc, 2, "NO_SUCH_VAR", "--password-env")

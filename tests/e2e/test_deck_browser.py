@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -64,15 +66,16 @@ def book_url(pg_server_url: str) -> Iterator[str]:
     drop_database(pg_server_url, name)
 
 
-@pytest.fixture
-def deck_server(book_url: str) -> Iterator[str]:
+@contextmanager
+def running_deck(url: str, *args: str, log_name: str = "deck-server.log") -> Iterator[tuple[str, Path]]:
+    """``spacetime deck --port <free> ARGS`` on the database at ``url`` until the block ends: ``(base URL, log)``."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SPACETIME_")}
-    env["SPACETIME_DATABASE_URL"] = book_url
-    log = ARTIFACTS / "deck-server.log"
+    env["SPACETIME_DATABASE_URL"] = url
+    log = ARTIFACTS / log_name
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "spacetime", "deck", "--port", str(port)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "spacetime", "deck", "--port", str(port), *args], env=env,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         base = f"http://127.0.0.1:{port}"
         try:
@@ -89,7 +92,7 @@ def deck_server(book_url: str) -> Iterator[str]:
                 if time.monotonic() > deadline:
                     pytest.fail(f"the deck did not answer on {base} within 60 s: {log.read_text()}")
                 time.sleep(0.2)
-            yield base
+            yield base, log
         finally:
             proc.send_signal(signal.SIGTERM)  # `spacetime deck` forwards it to Streamlit
             try:
@@ -98,6 +101,12 @@ def deck_server(book_url: str) -> Iterator[str]:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
     assert proc.returncode == 0, log.read_text()
+
+
+@pytest.fixture
+def deck_server(book_url: str) -> Iterator[str]:
+    with running_deck(book_url) as (base, log):
+        yield base
     assert "127.0.0.1" in log.read_text()
 
 
@@ -186,5 +195,88 @@ def test_deck_in_a_real_browser(deck_server: str, book_url: str) -> None:
             assert lag < LIVE_LAG_LIMIT_S
             page.wait_for_timeout(600)
             shot(page, "7-live-new-epoch")
+        finally:
+            browser.close()
+
+
+# ---------------------------------------------------------------------------------------------- what the deck trusts
+PIXEL = "http://127.0.0.1:9/pixel.png"  # as in tests/deck/test_trust.py
+PAGE_CHECKS = """() => {
+    const hrefOf = a => a.getAttribute('href') || a.getAttribute('xlink:href') || '';
+    const main = document.querySelector('[data-testid="stMain"]');
+    const texts = [...document.querySelectorAll('[data-testid="stText"], [data-testid="stMarkdownContainer"]')];
+    return {
+        pixels: [...document.querySelectorAll('img')].filter(i => (i.getAttribute('src') || '').includes('pixel'))
+            .length,
+        links: [...document.querySelectorAll('a')].filter(a => hrefOf(a).includes('evil.example'))
+            .map(a => (a.closest('[data-testid]') || a).getAttribute('data-testid') + ': ' + a.outerHTML),
+        pwned: window.__pwned !== undefined,
+        scripts: [...document.querySelectorAll('script')].filter(s => s.textContent.includes('__pwned')).length,
+        page_overflow: document.documentElement.scrollWidth - window.innerWidth,
+        main_overflow: main ? main.scrollWidth - main.clientWidth : 0,
+        text_overflow: Math.max(0, ...texts.map(e => e.getBoundingClientRect().right)) - window.innerWidth,
+        clipped: texts.flatMap(e => [e, ...e.querySelectorAll('*')]).filter(e => e.scrollWidth > e.clientWidth + 2
+            && getComputedStyle(e).textOverflow !== 'ellipsis')  // a metric's value ends in "…" by design
+            .map(e => `${e.tagName}.${e.className} ${e.scrollWidth}>${e.clientWidth}: ${e.textContent.slice(0, 60)}`),
+            // a line wider than its box, even where hidden
+    };
+}"""
+
+
+@pytest.fixture
+def nasty_url(pg_server_url: str) -> Iterator[str]:
+    from tests.deck.test_trust import HTML_NAME, NASTY_NAME, NASTY_TITLE, nasty_epoch
+
+    name, url = new_database(pg_server_url)
+    asyncio.run(play_more(url, "nasty-book", 2, edit=nasty_epoch, topic=NASTY_TITLE))
+    with psycopg.connect(url) as conn:
+        for rank, agent in enumerate((NASTY_NAME, HTML_NAME)):
+            conn.execute("UPDATE agents SET name = %s WHERE agent_id = (SELECT agent_id FROM agents "
+                         "WHERE status = 'alive' ORDER BY rating DESC OFFSET %s LIMIT 1)", (agent, rank))
+    yield url
+    drop_database(pg_server_url, name)
+
+
+def test_deck_off_loopback_needs_its_token_and_shows_model_text_as_text(nasty_url: str) -> None:
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium()
+    with running_deck(nasty_url, "--host", "0.0.0.0", log_name="deck-token.log") as (base, log), \
+            sync_playwright() as p:  # fmt: skip
+        printed = re.findall(r"/\?token=([\w-]+)", log.read_text())
+        assert len(printed) == 1, log.read_text()  # generated, printed once in the address to open
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        requested: list[str] = []
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.on("request", lambda request: requested.append(request.url))
+
+            # Without the token: one line, no book data.
+            page.goto(base)
+            page.get_by_text("This deck needs its access token").wait_for(timeout=30_000)
+            page.wait_for_timeout(1500)  # anything else would have arrived by now
+            assert "nasty-book" not in page.content() and page.locator("[data-testid='stMetric']").count() == 0
+            shot(page, "8-no-token")
+
+            # With it: the book, its model text shown as text.
+            page.goto(f"{base}/?token={printed[0]}")
+            page.get_by_role("tab", name="Epoch").wait_for(timeout=30_000)
+            for section, needle in (("Epoch", "Epoch 2: the drafts"), ("The book", "The book: nasty-book"),
+                                    ("Chopping block", "The chopping block"), ("Lineage", "Lineage")):  # fmt: skip
+                page.get_by_role("tab", name=section).click()
+                page.get_by_text(needle).first.wait_for(timeout=20_000)
+                page.wait_for_timeout(800)
+                if section in ("Epoch", "The book"):
+                    shown = page.get_by_text("<script>window.__pwned=1</script>", exact=False).first
+                    assert shown.is_visible()  # the literal text, visible
+                    assert page.get_by_text(f"![x]({PIXEL})", exact=False).first.is_visible()
+                checks = page.evaluate(PAGE_CHECKS)
+                print(f"{section}: {checks}")
+                assert checks["pixels"] == 0 and checks["links"] == [], checks
+                assert not checks["pwned"] and checks["scripts"] == 0, checks
+                assert checks["page_overflow"] <= 2 and checks["main_overflow"] <= 2, checks  # long lines wrap
+                assert checks["text_overflow"] <= 2 and checks["clipped"] == [], checks
+                shot(page, f"9-trust-{section.lower().replace(' ', '-')}")
+            assert not [u for u in requested if "127.0.0.1:9/" in u or "evil.example" in u], requested
         finally:
             browser.close()

@@ -141,6 +141,7 @@ def test_the_engine_never_imports_the_database_drivers() -> None:
 
 LAYERS = (
     ("core", ("spacetime.domain", "spacetime.errors", "spacetime.config", "spacetime.book", "spacetime.personas",
+              "spacetime.redaction",
               "spacetime.prompts", "spacetime.ports")),
     ("rules", ("spacetime.rules",)),
     ("adapters", ("spacetime.adapters",)),

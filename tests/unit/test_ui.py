@@ -118,3 +118,18 @@ def test_an_epochs_tokens_and_a_budget_stop_are_one_line_each() -> None:
     assert lines[0] == stop.line
     assert "(1.0s, 10 tokens drafted)" in many.getvalue()  # nothing metered: no usage account
 
+
+
+def test_a_title_with_markup_and_escape_sequences_is_printed_as_text() -> None:
+    """A chapter title is model-written: ``[/]`` once ended a run with rich's MarkupError after its epoch committed,
+    and an OSC 8 sequence could have put a hidden link in the operator's terminal."""
+    title = "Time [/] and [link=http://evil.example]more[/link] \x1b]8;;http://evil.example\x07x\x1b]8;;\x07"
+    committed = ev.EpochCommitted(1, uuid.uuid4(), "Physicist", "Financier[/]", title, 1.0, 10)
+    ui, buf = _progress()
+    ui(committed)
+    many = io.StringIO()
+    BooksProgress(Console(file=many, force_terminal=False, width=400)).listener("demo[/]")(committed)
+    for out in (buf.getvalue(), many.getvalue()):
+        assert "Time [/] and [link=http://evil.example]more[/link]" in out and "Financier[/]" in out
+        assert "\x1b" not in out and "\x07" not in out
+    assert "demo[/] · epoch 1" in many.getvalue()

@@ -26,6 +26,7 @@ from spacetime.cli.fleet import cancel, pause, resume, submit, worker
 from spacetime.cli.reaper import lineage, personas, swap
 from spacetime.cli.run import run
 from spacetime.errors import SpacetimeError
+from spacetime.redaction import redact
 
 GLOBAL_OPTIONS = ("--database-url", "--data-dir")
 
@@ -71,7 +72,7 @@ class SpacetimeGroup(TyperGroup):
         except SpacetimeError as exc:
             if not standalone_mode:
                 raise
-            typer.echo(f"spacetime: error: {exc}", err=True)
+            typer.echo(redact(f"spacetime: error: {exc}"), err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             typer.echo("spacetime: interrupted", err=True)
@@ -131,13 +132,13 @@ app.add_typer(db_app, name="db")
 
 class OneLineFormatter(logging.Formatter):
     """Warnings as ``spacetime: warning: …`` on one line; an attached exception adds its message, never a
-    traceback."""
+    traceback; secrets in it masked (``spacetime.redaction``)."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"spacetime: {record.levelname.lower()}: {record.getMessage()}"
         if record.exc_info and record.exc_info[1] is not None:
             line += f": {record.exc_info[1]}"
-        return " ".join(line.split("\n"))
+        return redact(" ".join(line.split("\n")))
 
 
 def configure_logging() -> None:

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -20,6 +20,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 DEFAULT_BOOK = "spacetime"  # the same default as spacetime.engine.play.DEFAULT_BOOK
+
+TrustStored = Annotated[
+    bool,
+    typer.Option("--trust-stored-endpoints",
+                 help="Call the endpoints stored with the books (server URLs, key variable names) without their "
+                      "book file. Only when nobody untrusted can write to this database."),
+]  # fmt: skip
+"""``--trust-stored-endpoints`` (``spacetime run`` and ``worker``; docs/book.md "What is trusted")."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from spacetime.cli.common import run_async, settings_of
+from spacetime.cli.common import TrustStored, run_async, settings_of
 
 if TYPE_CHECKING:
     from spacetime.engine.events import Listener
@@ -61,18 +61,32 @@ def worker(
         list[str] | None,
         typer.Option("--adopt", help="Executor id of a dead worker whose epochs this fleet should take over."),
     ] = None,
+    endpoints: Annotated[
+        Path | None,
+        typer.Option("--endpoints", metavar="FILE.toml",
+                     help="A book file whose [endpoints.NAME] tables this worker uses (by name) instead of the stored "
+                          "ones."),
+    ] = None,  # fmt: skip
+    trust_stored: TrustStored = False,
 ) -> None:
-    """Play fleet books until stopped (Ctrl-C or SIGTERM): one line per epoch committed."""
+    """Play fleet books until stopped (Ctrl-C or SIGTERM): one line per epoch committed.
+
+    The database is not trusted to choose endpoints or keys: a book on a model server needs --endpoints FILE (the
+    book file, or any file defining those endpoints) or --trust-stored-endpoints."""
+    from spacetime.book import load_book
     from spacetime.engine.durable import default_executor_id
     from spacetime.engine.fleet import committed_line, work
+    from spacetime.engine.trust import EndpointTrust
+    from spacetime.redaction import printable
 
     name = executor_id or default_executor_id("worker")
+    trust = EndpointTrust(stored=trust_stored, local=load_book(endpoints).endpoints if endpoints else {})
 
     def emit_for(book: str) -> Listener:
         def emit(event: object) -> None:
             line = committed_line(book, event)
             if line is not None:
-                print(line, flush=True)
+                print(printable(line), flush=True)
 
         return emit
 
@@ -83,7 +97,7 @@ def worker(
             loop.add_signal_handler(sig, stop.set)
         print(f"worker {name} ready", file=sys.stderr, flush=True)
         await work(settings_of(ctx), executor_id=name, books_at_once=books_at_once, adopt=adopt or (),
-                   emit_for=emit_for, stop=stop)  # fmt: skip
+                   emit_for=emit_for, stop=stop, trust=trust)  # fmt: skip
 
     run_async(main())
     typer.echo(f"worker {name} stopped: the epochs it was playing resume under the same --executor-id", err=True)

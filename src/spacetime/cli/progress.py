@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from spacetime.engine import events as ev
+from spacetime.redaction import printable, redact
 from spacetime.rules.cost import Spend, usage_text
 
 if TYPE_CHECKING:
@@ -21,12 +22,20 @@ console = Console()
 
 
 def committed_text(event: ev.EpochCommitted) -> str:
-    """The line of a committed epoch: its chapter, who left, how long, what its calls used (and cost)."""
+    """The line of a committed epoch: its chapter, who left, how long, what its calls used (and cost). Plain text:
+    escape it before printing with markup."""
     used = ""
     if event.usage.calls:
         used = "; " + usage_text(Spend(event.usage, event.cost))
-    return (f"epoch {event.epoch_no}: chapter “{event.chapter_title}” by the {event.winner}; {event.loser} eliminated "
+    title, winner, loser = (printable(t) for t in (event.chapter_title, event.winner, event.loser))
+    return (f"epoch {event.epoch_no}: chapter “{title}” by the {winner}; {loser} eliminated "
             f"({event.wall_s:.1f}s, {event.completion_tokens} tokens drafted{used})")  # fmt: skip
+
+
+def shown(text: str) -> str:
+    """Model-written or stored text in a rich line: markup escaped (a title with ``[/]`` must not end the run),
+    control characters out."""
+    return escape(printable(text))
 
 
 class EpochProgress:
@@ -51,7 +60,7 @@ class EpochProgress:
                       tokens=str(event.tokens), latency=f"{event.latency_s:.1f}s")
         elif isinstance(event, ev.DraftForfeited):
             self._set(event.agent, draft="[red]forfeit[/]")
-            self._line(f"  {event.agent} forfeits: {event.reason}")
+            self._line(f"  {event.agent} forfeits: {escape(event.reason)}")
         elif isinstance(event, ev.EmbeddingsSkipped):
             self._line(f"  [yellow]embeddings skipped:[/] {escape(event.reason)} (drafts stored without vectors)")
         elif isinstance(event, ev.JudgmentStarted):
@@ -64,7 +73,7 @@ class EpochProgress:
             self._line(f"epoch {event.epoch_no}: only {event.drafts} drafts; retrying in {event.wait_s:.0f}s")
         elif isinstance(event, ev.EpochCommitted):
             self._stop()
-            self._line(committed_text(event))
+            self._line(escape(committed_text(event)))
             for warning in event.warnings:
                 self._line(f"  [yellow]judging:[/] {escape(warning)}")
         elif isinstance(event, ev.BudgetReached):
@@ -72,7 +81,7 @@ class EpochProgress:
             self.console.print(escape(event.line), highlight=False, soft_wrap=True)  # one line, never wrapped
         elif isinstance(event, ev.AgentEntered):
             came = f" replacing {event.replaced}" if event.replaced else ""
-            self._line(f"  {event.name} ({event.origin}) enters{came}")
+            self._line(f"  {shown(event.name)} ({event.origin}) enters{shown(came)}")
         elif isinstance(event, ev.SuccessionFailed):
             self._line(f"  [yellow]no successor seated:[/] {escape(event.reason)}; {event.living} agents play on, "
                        "the Reaper tries again at the next boundary")  # fmt: skip
@@ -109,7 +118,7 @@ class EpochProgress:
             self.live = None
 
     def _line(self, text: str) -> None:
-        self.console.print(text, highlight=False)
+        self.console.print(redact(text), highlight=False)
 
     def close(self) -> None:
         self._stop()
@@ -154,5 +163,6 @@ class BooksProgress:
             self._line(run.name, f"done: {len(run.outcomes)} epoch(s)")
 
     def _line(self, book: str, text: str, style: str = "") -> None:
-        body = f"[{style}]{escape(text)}[/]" if style else escape(text)
-        self.console.print(f"[bold]{escape(book)}[/] · {body}", highlight=False)
+        text = escape(printable(redact(text)))
+        body = f"[{style}]{text}[/]" if style else text
+        self.console.print(f"[bold]{escape(printable(book))}[/] · {body}", highlight=False)

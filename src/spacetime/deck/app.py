@@ -7,6 +7,8 @@ reruns the page when it changes; every cached query has a ttl and a size bound.
 
 from __future__ import annotations
 
+import hmac
+import os
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,13 +18,17 @@ from uuid import UUID
 import streamlit as st
 
 from spacetime.adapters.pg.deck import DeckReader, Version
-from spacetime.deck import data, figures
+from spacetime.deck import ENV_TOKEN, data, figures
+from spacetime.deck.figures import code, md
 from spacetime.domain import Book
 from spacetime.errors import SpacetimeError
 from spacetime.rules.audit import Ties, to_json
 from spacetime.rules.cost import Spend, dollars, usage_text
 
 POLL_EVERY = "2s"
+# Session-state key: this browser session gave the access token (navigation inside the app keeps working).
+# (A comment, not a docstring: Streamlit's "magic" would draw a bare string of this script on the page.)
+AUTHORISED = "_deck_authorised"
 SECTIONS = ["Voting matrix", "Chopping block", "Ratings", "Epoch", "The book", "Lineage", "Judging health"]
 CHAPTERS_PER_PAGE = 5
 PLOT_CONFIG = {"displaylogo": False, "scrollZoom": False}
@@ -104,8 +110,8 @@ def section_votes(v: View) -> None:
     st.caption(
         f"Rows are voters, columns the drafts they judged blind — each column shows the author and the alias the "
         f"draft wore (revealed after the collapse). Red dotted columns carry penalties (✂ truncated, late). "
-        f"Hover a cell for the rationale. Chapter {ep.chapter_position}: **{ep.chapter_title}** by "
-        f"**{ep.winner}**; eliminated: **{ep.loser}**."
+        f"Hover a cell for the rationale. Chapter {ep.chapter_position}: **{md(ep.chapter_title)}** by "
+        f"**{md(ep.winner)}**; eliminated: **{md(ep.loser)}**."
     )
     if not votes:
         st.info("No votes were recorded in this epoch (every ballot abstained).")
@@ -139,7 +145,8 @@ def section_votes(v: View) -> None:
         if odd:
             with st.expander(f"{len(odd)} ballot(s) needed repair or abstained"):
                 for b in odd:
-                    st.markdown(f"- **{b['voter']}**: {b['status']} — " + ("; ".join(b["problems"]) or "no detail"))
+                    st.markdown(f"- **{md(b['voter'])}**: {md(b['status'])} — "
+                                + (md("; ".join(b["problems"])) or "no detail"))
 
 
 def section_chopping(v: View) -> None:
@@ -154,11 +161,11 @@ def section_chopping(v: View) -> None:
     falling = [s.name for s in rows if s.risk == "can fall"]
     st.subheader("The chopping block")
     c1, c2, c3 = st.columns(3)
-    c1.metric("Next out if nothing changes", lowest.name, f"rating {lowest.rating:.0f}", delta_color="off",
+    c1.metric("Next out if nothing changes", md(lowest.name), f"rating {lowest.rating:.0f}", delta_color="off",
               delta_arrow="off")
-    c2.metric("Also at risk next epoch", len(falling), ", ".join(falling) or "nobody", delta_color="off",
-              delta_arrow="off")
-    c3.metric("Safest", rows[0].name, f"+{rows[0].gap:.0f} over the line", delta_color="off", delta_arrow="off")
+    c2.metric("Also at risk next epoch", len(falling), ", ".join(md(n) for n in falling) or "nobody",
+              delta_color="off", delta_arrow="off")
+    c3.metric("Safest", md(rows[0].name), f"+{rows[0].gap:.0f} over the line", delta_color="off", delta_arrow="off")
     rule = "The lowest-rated living agent after an epoch is eliminated (the epoch's winner is spared). "
     if band is None or largest is None:
         st.caption(rule + "No epoch has moved a rating yet, so how far one epoch can move it is unknown: every agent "
@@ -224,8 +231,8 @@ def section_epoch(v: View) -> None:
         return
     st.subheader(f"Epoch {v.epoch_no}: the drafts")
     took = (ep.end_time - ep.start_time).total_seconds() if ep.end_time and ep.start_time else None
-    st.markdown(f"★ Chapter {ep.chapter_position} **{ep.chapter_title}** by **{ep.winner}** · "
-                f"eliminated: **{ep.loser}**")
+    st.markdown(f"★ Chapter {ep.chapter_position} **{md(ep.chapter_title)}** by **{md(ep.winner)}** · "
+                f"eliminated: **{md(ep.loser)}**")
     c = st.columns(4)
     c[0].metric("Drafts", len(drafts))
     c[1].metric("Truncated", sum(1 for d in drafts if d["truncated"]))
@@ -233,7 +240,7 @@ def section_epoch(v: View) -> None:
     c[3].metric("Epoch time", f"{took:.0f} s" if took is not None else "—")
     forfeits = data.forfeits(v.url, v.book_id, v.epoch_no)
     if forfeits:
-        st.warning("Forfeits: " + "; ".join(f"{f['agent']} ({f['reason']})" for f in forfeits))
+        st.warning("Forfeits: " + "; ".join(f"{md(f['agent'])} ({md(f['reason'])})" for f in forfeits))
     section_usage(v)
     if drafts:
         a, b = st.columns(2)
@@ -245,19 +252,19 @@ def section_epoch(v: View) -> None:
         for col, d in zip(cols, drafts[start : start + per_row], strict=False):
             with col.container(border=True):
                 if d["winner"]:
-                    st.markdown(f"#### ★ {d['author']}")
+                    st.markdown(f"#### ★ {md(d['author'])}")
                     st.badge("canon: this draft became the chapter", color="yellow")
                 else:
-                    st.markdown(f"#### {d['author']}")
+                    st.markdown(f"#### {md(d['author'])}")
                     if d["loser"]:
                         st.badge("eliminated this epoch", color="red")
-                st.caption(f"alias `{d['alias']}`")
+                st.caption(f"alias {code(d['alias'])}")
                 score = "—" if d["score"] is None else f"{d['score']:.2f}"
                 mean = "—" if d["mean_insight"] is None else f"{d['mean_insight']:.2f}"
                 st.markdown(
                     f"**total {score}** · insight {mean} from {d['votes_received']} vote(s)  \n"
                     f"{d['completion_tokens']} tokens (prompt {d['prompt_tokens']}) · {d['latency_s']:.2f} s · "
-                    f"finish `{d['finish_reason']}`"
+                    f"finish {code(d['finish_reason'])}"
                 )
                 marks = figures.draft_marks(d)
                 if d["truncated"]:
@@ -265,7 +272,7 @@ def section_epoch(v: View) -> None:
                 elif marks:
                     st.badge(marks, color="orange")
                 with st.container(height=260):
-                    st.markdown(d["text"])
+                    st.text(d["text"])
 
 
 def _usage_row(label: str, spent: Spend) -> dict[str, Any]:
@@ -299,30 +306,30 @@ def section_usage(v: View) -> None:
 
 def section_book(v: View) -> None:
     index = data.chapter_index(v.url, v.book_id, v.key)
-    st.subheader(f"The book: {v.book['name']}")
-    st.caption(v.book["topic"])
+    st.subheader(f"The book: {md(v.book['name'])}")
+    st.caption(md(v.book["topic"]))
     query = st.text_input("Search drafts and chapters", key="search", placeholder="e.g. entropy and memory")
     if query and query.strip():
         with st.spinner("Searching…"):
-            found = data.search(v.url, v.book_id, v.book["config"], query.strip(), v.key)
+            found = data.search(v.url, v.book_id, v.book["name"], v.book["config"], query.strip(), v.key)
         if found.mode == "semantic":
-            st.caption(f"Semantic search (pgvector cosine, embedder `{found.model}`): nearest first.")
+            st.caption(f"Semantic search (pgvector cosine, embedder {code(found.model)}): nearest first.")
         else:
-            st.caption(f"Plain text search — {found.note}.")
+            st.caption(f"Plain text search — {md(found.note)}.")
         if not found.hits:
             st.info("Nothing found.")
         for k, hit in enumerate(found.hits):
             if hit["kind"] == "draft":
-                where = f"Draft `{hit['label']}`"
+                where = f"Draft {code(hit['label'])}"
             elif hit["label"].lower().startswith("chapter"):
-                where = hit["label"]
+                where = md(hit["label"])
             else:
-                where = f"Chapter {hit['position']}: {hit['label']}"
+                where = f"Chapter {hit['position']}: {md(hit['label'])}"
             distance = hit.get("distance")
             near = f" · similarity {1 - distance:.3f}" if distance is not None else ""
             with st.container(border=True):
-                st.markdown(f"**{where}** — {hit['author']}, epoch {hit['epoch_no']}{near}")
-                st.caption(hit["excerpt"] + ("…" if len(hit["excerpt"]) >= 400 else ""))
+                st.markdown(f"**{where}** — {md(hit['author'])}, epoch {hit['epoch_no']}{near}")
+                st.caption(md(hit["excerpt"]) + ("…" if len(hit["excerpt"]) >= 400 else ""))
                 st.button(f"Open epoch {hit['epoch_no']}", key=f"hit_{k}", on_click=open_epoch,
                           args=(hit["epoch_no"],))
     if not index:
@@ -343,12 +350,12 @@ def section_book(v: View) -> None:
     first = (page - 1) * CHAPTERS_PER_PAGE + 1
     for ch in data.chapter_texts(v.url, v.book_id, first, first + CHAPTERS_PER_PAGE - 1):
         with st.container(border=True):
-            st.markdown(f"### {ch['position']}. {ch['title']}")
+            st.markdown(f"### {ch['position']}. {md(ch['title'])}")
             head, button = st.columns([4, 1])
-            head.caption(f"by {ch['author']} · committed in epoch {ch['epoch_no']}")
+            head.caption(f"by {md(ch['author'])} · committed in epoch {ch['epoch_no']}")
             button.button(f"Epoch {ch['epoch_no']} →", key=f"chapter_{ch['position']}", on_click=open_epoch,
                           args=(ch["epoch_no"],), help="Open the epoch this chapter won")
-            st.markdown(ch["text"])
+            st.text(ch["text"])
 
 
 def section_lineage(v: View) -> None:
@@ -385,11 +392,11 @@ def _ancestry(name: str, everyone: list[dict[str, Any]], depth: int = 10) -> str
     lines: list[str] = []
     a: dict[str, Any] | None = by_name.get(name)
     while a is not None and len(lines) < depth:
-        kind = f"bred from {' × '.join(a['parents'])}" if a["parents"] else a["origin"]
+        kind = f"bred from {' × '.join(md(p) for p in a['parents'])}" if a["parents"] else md(a["origin"])
         life = "founding roster" if a["born_epoch"] == 0 else f"entered after epoch {a['born_epoch']}"
         fate = "alive" if a["status"] == "alive" else f"eliminated in epoch {a['died_epoch']}"
         verb = "" if not lines else "which replaced "
-        lines.append(f"{len(lines) + 1}. {verb}**{a['name']}** ({kind}) — {life}, {fate}")
+        lines.append(f"{len(lines) + 1}. {verb}**{md(a['name'])}** ({kind}) — {life}, {fate}")
         a = by_id.get(a["replaced_agent_id"]) if a["replaced_agent_id"] is not None else None
     if a is not None:
         lines.append(f"{len(lines) + 1}. … and further back")
@@ -410,7 +417,7 @@ def section_judging(v: View) -> None:
         return
     if health.warnings:
         for warning in health.warnings:
-            st.warning(warning.text)
+            st.warning(md(warning.text))  # names agents: shown as text
     else:
         st.success(f"No judging problem found in {health.ballots} ballots over {health.epochs} epoch(s).")
     cols = st.columns(4)
@@ -462,8 +469,24 @@ RENDER = {
 
 
 # ---------------------------------------------------------------------------------------------- page
+def authorised() -> bool:
+    """Whether this session may see the deck: no token is set (loopback), or the page was opened with
+    ``?token=<SPACETIME_DECK_TOKEN>`` in this browser session (compared in constant time)."""
+    expected = os.environ.get(ENV_TOKEN, "")
+    if not expected or st.session_state.get(AUTHORISED) is True:
+        return True
+    given = st.query_params.get("token", "")
+    if hmac.compare_digest(given.encode(), expected.encode()):
+        st.session_state[AUTHORISED] = True
+        return True
+    return False
+
+
 def main() -> None:
     st.set_page_config(page_title="The Epistemic Deck · Space Time", page_icon="📖", layout="wide")
+    if not authorised():  # before anything touches the database
+        st.error("This deck needs its access token: open the address `spacetime deck` printed (…/?token=…).")
+        st.stop()
     started = time.perf_counter()
     try:
         url = data.database_url()
@@ -505,15 +528,15 @@ def main() -> None:
         st.caption("Read-only view of the Space Time store.")
     view = View(url, reader, book, version, epoch_no)
 
-    st.title(book["name"])
-    st.caption(book["topic"])
+    st.title(md(book["name"]))
+    st.caption(md(book["topic"]))
     ov = data.overview(url, view.book_id, view.key)
     m = st.columns([1, 1, 1, 1, 2])
     m[0].metric("Epochs", version.latest_epoch)
     m[1].metric("Chapters", ov.chapters)
     m[2].metric("Living agents", ov.alive)
     m[3].metric("Eliminated", ov.eliminated)
-    m[4].metric("Leader", ov.leader or "—")
+    m[4].metric("Leader", md(ov.leader) if ov.leader else "—")
     tabs = st.tabs(SECTIONS, key="section", bind="query-params")
     for label, tab in zip(SECTIONS, tabs, strict=True):
         with tab:

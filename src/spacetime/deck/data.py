@@ -9,6 +9,7 @@ cached by epoch number.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from collections.abc import Sequence
@@ -22,8 +23,9 @@ from spacetime.adapters.llm.registry import build_embedder
 from spacetime.adapters.pg.deck import DeckReader, EpochSummary, Overview, Version
 from spacetime.adapters.pg.reports import BookUsage, Judging
 from spacetime.book import EndpointSpec
-from spacetime.deck import ENV_URL
+from spacetime.deck import ENV_EMBEDDERS, ENV_URL
 from spacetime.domain import Book
+from spacetime.errors import ConfigError
 
 VersionKey = tuple[int, ...]
 
@@ -140,16 +142,62 @@ def embedding_models(url: str, book_id: UUID, version: VersionKey) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- search
-_SPEC_FIELDS = {f.name for f in fields(EndpointSpec)} - {"name"}
+SpecKey = tuple[str, tuple[tuple[str, Any], ...]]
+"""``(endpoint name, spec fields)``: a hashable :class:`EndpointSpec` (a cache key)."""
+LOCAL_HINT = "pass its book file to `spacetime deck --book-file BOOK.toml` to use it"
 
 
-def embedder_spec(config: dict[str, Any]) -> tuple[str, tuple[tuple[str, Any], ...]] | None:
-    """``(endpoint name, spec fields)`` of the book's embedder from ``books.config``; ``None`` for ``"none"``."""
-    name = config.get("embedder", "embedded")
-    if not name or name == "none":
-        return None
-    raw = (config.get("endpoints") or {}).get(name) or {}
-    return name, tuple(sorted((k, v) for k, v in raw.items() if k in _SPEC_FIELDS))
+def spec_key(spec: EndpointSpec) -> SpecKey:
+    return spec.name, tuple((f.name, getattr(spec, f.name)) for f in fields(spec) if f.name != "name")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedderChoice:
+    """The embedder the deck may use for one book, or why none."""
+
+    spec: SpecKey | None
+    note: str | None = None
+    """Why there is no embedder to use (shown with the text search)."""
+
+
+def local_embedders() -> dict[str, EmbedderChoice]:
+    """The embedders given on this machine (``spacetime deck --book-file``, in ``SPACETIME_DECK_EMBEDDERS``)."""
+    raw = os.environ.get(ENV_EMBEDDERS)
+    if not raw:
+        return {}
+    try:
+        given = json.loads(raw)
+        out: dict[str, EmbedderChoice] = {}
+        for book, entry in given.items():
+            if entry["spec"] is None:
+                out[book] = EmbedderChoice(None, 'its book file (--book-file) sets embedder = "none"')
+            else:
+                out[book] = EmbedderChoice(spec_key(EndpointSpec(name=entry["embedder"], **entry["spec"])))
+    except (ValueError, TypeError, KeyError, AttributeError, ConfigError) as exc:
+        raise ConfigError(f"{ENV_EMBEDDERS} is not what `spacetime deck --book-file` writes ({exc}): unset it"
+                          ) from None  # fmt: skip
+    return out
+
+
+def embedder_choice(book_name: str, config: dict[str, Any]) -> EmbedderChoice:
+    """The embedder for this book's search. The database never chooses an endpoint, a key or a file: a book file
+    given locally (``--book-file``) is trusted for its book; otherwise only the packaged embedded model (an
+    ``embedded`` endpoint without a model path) is used, and anything else the stored config names is not called."""
+    local = local_embedders().get(book_name)
+    if local is not None:
+        return local
+    name = config.get("embedder", "embedded") if isinstance(config, dict) else None
+    if not name or name == "none" or not isinstance(name, str):
+        return EmbedderChoice(None, 'this book has no embedder (embedder = "none")')
+    endpoints = config.get("endpoints")
+    raw = endpoints.get(name) if isinstance(endpoints, dict) else None
+    raw = raw if isinstance(raw, dict) else {}
+    kind, model = raw.get("kind", "embedded"), raw.get("model")
+    if kind == "embedded" and model is None:
+        return EmbedderChoice(spec_key(EndpointSpec(name=name, kind="embedded")))  # the packaged model, nothing else
+    what = "a model file path" if kind == "embedded" else f"an endpoint of kind {kind!r}"
+    return EmbedderChoice(None, f"the book's embedder {name!r} is {what} stored in the database, which the deck does "
+                                f"not call on the database's word — {LOCAL_HINT}")  # fmt: skip
 
 
 class EmbedderHandle:
@@ -220,14 +268,16 @@ class SearchResult:
 
 
 @st.cache_data(ttl=300, max_entries=32, show_spinner=False)
-def search(url: str, book_id: UUID, config: dict[str, Any], text: str, version: VersionKey,
+def search(url: str, book_id: UUID, book_name: str, config: dict[str, Any], text: str, version: VersionKey,
            limit: int = 10) -> SearchResult:
-    """Semantic search with the book's own embedder when the book has vectors from it, else plain text search."""
-    spec = embedder_spec(config)
+    """Semantic search with the book's embedder (:func:`embedder_choice`) when the book has vectors from it, else
+    plain text search with a note saying why."""
+    choice = embedder_choice(book_name, config)
+    spec = choice.spec
     models = embedding_models(url, book_id, version)
     note: str | None
     if spec is None:
-        note = 'this book has no embedder (embedder = "none")'
+        note = choice.note
     elif not models:
         note = "nothing in this book has been embedded"
     else:

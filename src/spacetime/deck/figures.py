@@ -7,6 +7,7 @@ one trace per agent, and only what a view needs is plotted.
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,6 +35,29 @@ RISK_COLOUR = {"next out": "#c0392b", "can fall": "#e67e22", "safe": "#27ae60"}
 RATINGS_WINDOW = 100
 """A longer book first shows its last 100 epochs of ratings (the range slider below reaches the rest)."""
 RATING_AXIS = "rating (Plackett–Luce μ)"
+
+
+_MD_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation character
+_AUTOLINK = re.compile(r"(?i)(?<=https)(?=:)|(?<=http)(?=:)|(?<=ftp)(?=:)|(?<=mailto)(?=:)|(?<=xmpp)(?=:)"
+                       r"|(?<=www)(?=\.)|(?<=@)")
+WORD_JOINER = "\u2060"
+_PLAIN_WORD = re.compile(r"[\w.-]+")
+
+
+def md(text: object) -> str:
+    """``text`` (model-written or from the database) as literal Markdown for a short line: whitespace runs become one
+    space and every ASCII punctuation character is backslash-escaped, which CommonMark renders as the character
+    itself — no image, link, HTML, emphasis, list, heading, code, table, directive, emoji or formula. GFM's literal
+    autolinks (``http://…``, ``www.…``, ``a@b.c``) are found after escapes are read, so an invisible word joiner
+    (U+2060) after ``http``/``www``/``@`` keeps them text."""
+    flat = _AUTOLINK.sub(WORD_JOINER, " ".join(str(text).split()))
+    return _MD_PUNCTUATION.sub(r"\\\1", flat)
+
+
+def code(text: object) -> str:
+    """``text`` as inline code when it is one plain word (an alias, a finish reason), else :func:`md`."""
+    value = str(text)
+    return f"`{value}`" if _PLAIN_WORD.fullmatch(value) else md(value)
 
 
 def _wrap(text: str | None, width: int = 60, limit: int = 600) -> str:
@@ -275,7 +299,7 @@ def chopping_figure(rows: Sequence[Standing], band: float | None) -> go.Figure:
         if not part:
             continue
         fig.add_trace(go.Bar(
-            x=[s.rating for s in part], y=[s.name for s in part], orientation="h", name=risk,
+            x=[s.rating for s in part], y=[escape(s.name) for s in part], orientation="h", name=risk,
             marker_color=RISK_COLOUR[risk],
             text=[f"{s.rating:.0f}  (+{s.gap:.0f})" if s.gap else f"{s.rating:.0f}  elimination line" for s in part],
             textposition="outside", cliponaxis=False,
@@ -292,7 +316,7 @@ def chopping_figure(rows: Sequence[Standing], band: float | None) -> go.Figure:
     lo = floor - max(40.0, (top - floor) * 0.15)
     hi = top + max(60.0, (top - floor) * 0.25)
     fig.update_xaxes(range=[lo, hi], title=RATING_AXIS)
-    fig.update_yaxes(categoryorder="array", categoryarray=[s.name for s in ordered])
+    fig.update_yaxes(categoryorder="array", categoryarray=[escape(s.name) for s in ordered])
     fig.update_layout(barmode="overlay", legend={"orientation": "h", "y": -0.2})
     _layout(fig, height=140 + 42 * len(rows))
     fig.update_layout(margin={"t": 30})
@@ -326,7 +350,7 @@ def ratings_figure(
             continue
         dead_x += [*xs, None]
         dead_y += [*ys, None]
-        dead_t += [name] * len(xs) + [None]
+        dead_t += [escape(name)] * len(xs) + [None]
     if dead_x:
         fig.add_trace(go.Scatter(x=dead_x, y=dead_y, text=dead_t, mode="lines", name="eliminated agents",
                                  line={"color": DEAD, "width": 1}, opacity=0.8, connectgaps=False,
@@ -334,9 +358,10 @@ def ratings_figure(
     for name, (xs, ys) in series.items():
         if status.get(name, {}).get("status") != "alive":
             continue
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name, line={"width": 2.5},
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=escape(name), line={"width": 2.5},
                                  hovertemplate=f"{escape(name)}<br>epoch %{{x}}: %{{y:.0f}}<extra></extra>"))
-    entries = [(xs[0], ys[0], n) for n, (xs, ys) in series.items() if status.get(n, {}).get("born_epoch", 0) > 0]
+    entries = [(xs[0], ys[0], escape(n)) for n, (xs, ys) in series.items()
+               if status.get(n, {}).get("born_epoch", 0) > 0]
     if entries:
         fig.add_trace(go.Scatter(
             x=[e[0] for e in entries], y=[e[1] for e in entries], text=[e[2] for e in entries], mode="markers",
@@ -349,7 +374,7 @@ def ratings_figure(
         died = status.get(n, {}).get("died_epoch")
         if died is not None:
             y = ys[xs.index(died)] if died in xs else ys[-1]
-            deaths.append((died, y, n))
+            deaths.append((died, y, escape(n)))
     if deaths:
         fig.add_trace(go.Scatter(
             x=[d[0] for d in deaths], y=[d[1] for d in deaths], text=[d[2] for d in deaths], mode="markers",
@@ -367,7 +392,7 @@ def ratings_figure(
 # ---------------------------------------------------------------------------------------------------- epoch
 def epoch_scores_figure(drafts: Sequence[dict[str, Any]]) -> go.Figure:
     """Each draft's total: mean insight received, minus its truncation and lateness penalties."""
-    names = [("★ " if d["winner"] else "") + d["author"] for d in drafts]
+    names = [("★ " if d["winner"] else "") + escape(d["author"]) for d in drafts]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=names, y=[d["mean_insight"] or 0 for d in drafts], name="mean insight",
                          marker_color=ALIVE))
@@ -387,7 +412,7 @@ def epoch_latency_figure(drafts: Sequence[dict[str, Any]]) -> go.Figure:
     """Tokens written against seconds taken; truncated drafts in red."""
     fig = go.Figure(go.Scatter(
         x=[d["latency_s"] for d in drafts], y=[d["completion_tokens"] for d in drafts],
-        text=[d["author"] for d in drafts], mode="markers+text", textposition="top center",
+        text=[escape(d["author"]) for d in drafts], mode="markers+text", textposition="top center",
         marker={"size": 14, "color": [LOSER if d["truncated"] else WINNER if d["winner"] else ALIVE for d in drafts]},
         hovertemplate="<b>%{text}</b><br>%{y} tokens in %{x:.2f} s<extra></extra>",
     ))
@@ -443,7 +468,8 @@ def lineage_figure(nodes: Sequence[LineageNode], latest_epoch: int) -> go.Figure
             ys += [n.seat, n.seat, None]
         colour = ORIGIN_COLOUR.get(origin, ALIVE) if alive else DEAD
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line={"color": colour, "width": 14}, hoverinfo="skip",
-                                 name=f"{'living' if alive else 'eliminated'} · {origin}", opacity=1 if alive else 0.7))
+                                 name=f"{'living' if alive else 'eliminated'} · {escape(origin)}",
+                                 opacity=1 if alive else 0.7))
     px: list[float | None] = []
     py: list[float | None] = []
     for n in nodes:
@@ -459,7 +485,7 @@ def lineage_figure(nodes: Sequence[LineageNode], latest_epoch: int) -> go.Figure
     for n in nodes:
         life = f"entered after epoch {n.start}" if n.start else "founding roster"
         fate = "alive" if n.alive else f"eliminated in epoch {n.end:g}"
-        parts = [f"<b>{escape(n.name)}</b> ({n.origin})", life, fate]
+        parts = [f"<b>{escape(n.name)}</b> ({escape(n.origin)})", life, fate]
         if n.replaced:
             parts.append(f"replaced {escape(n.replaced)}")
         if n.parents:
@@ -467,7 +493,7 @@ def lineage_figure(nodes: Sequence[LineageNode], latest_epoch: int) -> go.Figure
         hover.append("<br>".join(parts))
     fig.add_trace(go.Scatter(
         x=[(n.start + n.end) / 2 for n in nodes], y=[n.seat for n in nodes], mode="text",
-        text=[n.name if n.end - n.start >= 3 else "" for n in nodes], textfont={"color": "white", "size": 11},
+        text=[escape(n.name) if n.end - n.start >= 3 else "" for n in nodes], textfont={"color": "white", "size": 11},
         hovertext=hover,
         hovertemplate="%{hovertext}<extra></extra>", showlegend=False, name="agents",
     ))

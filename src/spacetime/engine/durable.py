@@ -20,6 +20,7 @@ Outside a workflow (tests, benchmarks that build a Director by hand) ``reserve``
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import os
@@ -33,13 +34,15 @@ from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from dbos import DBOS, DBOSClient, SetWorkflowID, StepReservation
+from dbos._serialization import DefaultSerializer
 
 from spacetime import __version__
 from spacetime.book import EndpointSpec
 from spacetime.domain import Completion, EpochOutcome
-from spacetime.engine import metering
+from spacetime.engine import metering, unpickle
 from spacetime.errors import ModelError, ModelHostCrashed, StoreError
 from spacetime.ports import ChatModel, Message
+from spacetime.redaction import redact
 
 T = TypeVar("T")
 log = logging.getLogger("spacetime.durable")
@@ -55,6 +58,15 @@ running across every worker (one queue per distinct endpoint ``concurrency``).""
 BOOKS_POLL_S = 0.2
 CALLS_POLL_S = 0.05
 STEP_NAMES = ("spacetime.draft", "spacetime.ballot", "spacetime.reask", "spacetime.embed")
+
+def _restricted_deserialize(_serializer: object, serialized_data: str) -> Any:
+    return unpickle.loads(base64.b64decode(serialized_data))
+
+
+DefaultSerializer.deserialize = _restricted_deserialize  # type: ignore[method-assign,assignment]
+"""Every pickle DBOS reads back goes through :mod:`spacetime.engine.unpickle`: DBOS picks the plain pickle reader for
+any row marked ``py_pickle`` whatever serializer it was given, so the reader itself is replaced (one class, every
+instance: the process's DBOS, a worker's client, the recovery of another executor's workflows)."""
 
 _ENDED = ("ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
 
@@ -214,13 +226,13 @@ def _epoch_options(workflow_id: str) -> Any:
 
 # --------------------------------------------------------------------------- the process's engine
 class _OneLine(logging.Formatter):
-    """DBOS's own log lines as ours: one line, the exception's message, never a traceback."""
+    """DBOS's own log lines as ours: one line, the exception's message, never a traceback, no secret."""
 
     def format(self, record: logging.LogRecord) -> str:
         line = f"spacetime: dbos: {record.levelname.lower()}: {record.getMessage()}"
         if record.exc_info and record.exc_info[1] is not None:
             line += f": {record.exc_info[1]}"
-        return " ".join(line.split("\n"))
+        return redact(" ".join(line.split("\n")))
 
 
 def _quiet_dbos_logs() -> None:

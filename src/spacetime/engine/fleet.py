@@ -26,6 +26,7 @@ from spacetime.engine.events import EpochCommitted, Listener, ignore
 from spacetime.engine.hosting import Host, stored_config
 from spacetime.engine.models import SharedModels
 from spacetime.engine.play import BookPlan, _find_or_create
+from spacetime.engine.trust import EndpointTrust
 from spacetime.errors import ConfigError
 from spacetime.ports import ChatModel
 
@@ -162,9 +163,12 @@ async def work(
     adopt: Sequence[str] = (),
     emit_for: Callable[[str], Listener] = lambda _name: ignore,
     stop: asyncio.Event | None = None,
+    trust: EndpointTrust | None = None,
 ) -> None:
     """Be a worker until ``stop`` is set (or the task is cancelled): take fleet books' epochs and model calls.
-    ``adopt``: executor ids of dead workers whose pending epochs are handed to the fleet first."""
+    ``adopt``: executor ids of dead workers whose pending epochs are handed to the fleet first. ``trust``: which
+    endpoints read from the database it builds (by default only the package's embedded model: a book on another
+    endpoint then fails with one line)."""
     url = prepare(settings)
     fleet = await asyncio.to_thread(Fleet, url)
     client = await asyncio.to_thread(fleet_client, url)
@@ -179,7 +183,7 @@ async def work(
             adopted = await asyncio.to_thread(fleet.recover, adopt)
             log.warning("handed %d pending epoch(s) of %s to the fleet", adopted, ", ".join(adopt))
         async with open_store(url, max_size=4 + 2 * books_at_once) as store:
-            host = Host(store, shared, emit_for=emit_for)
+            host = Host(store, shared, emit_for=emit_for, trust=trust or EndpointTrust())
             async with Durable(url, host, executor_id=executor_id, fleet=True) as engine:
                 host.engine = engine
                 await (stop or asyncio.Event()).wait()

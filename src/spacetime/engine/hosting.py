@@ -23,6 +23,7 @@ from spacetime.engine.director import Director
 from spacetime.engine.durable import CallOptions, Durable
 from spacetime.engine.events import Listener, ignore
 from spacetime.engine.models import ModelPool, SharedModels
+from spacetime.engine.trust import EndpointTrust
 from spacetime.errors import BookBusy, ModelError
 from spacetime.ports import Message
 from spacetime.rules.cost import budget_line, budget_stop, spend
@@ -55,6 +56,8 @@ class Host:
     lock_waits_s: tuple[float, ...] = LOCK_WAITS_S
     engine: Durable | None = None
     """The process's durable engine, handed to each registered Director."""
+    trust: EndpointTrust = field(default_factory=EndpointTrust)
+    """Which endpoints read from the database (a book's stored settings, a queued call) this process builds."""
 
     def register(self, director: Director) -> None:
         """Play the epochs of ``director``'s book with it (a ``spacetime run`` book, seated by the run)."""
@@ -68,7 +71,8 @@ class Host:
         book = await self.store.book_by_id(book_id)
         if book is None:
             raise ModelError(f"no book with id {book_id} in this database")
-        config = stored_config(book.config, book.name, book.topic, book.outline)
+        config = self.trust.book(stored_config(book.config, book.name, book.topic, book.outline),
+                                 where=f"book {book.name!r}")  # fmt: skip
         waits = list(self.lock_waits_s)
         while True:
             try:
@@ -86,7 +90,7 @@ class Host:
                 await asyncio.sleep(waits.pop(0))  # not a durable sleep: how long it takes is not the epoch's
 
     async def call_model(self, spec: EndpointSpec, messages: Sequence[Message], options: CallOptions) -> Completion:
-        model = self.shared.raw(spec)
+        model = self.shared.raw(self.trust.admit(spec, where="a queued model call"))
         return await model.complete(messages, max_tokens=options.max_tokens, json_schema=options.json_schema,
                                     temperature=options.temperature, seed=options.seed)  # fmt: skip
 

@@ -27,6 +27,7 @@ from spacetime.engine.durable import Durable, default_executor_id
 from spacetime.engine.events import Listener
 from spacetime.engine.hosting import Host
 from spacetime.engine.models import ModelPool, SharedModels
+from spacetime.engine.trust import EndpointTrust
 from spacetime.errors import ConfigError
 from spacetime.ports import BookRepository, ChatModel, Embedder
 
@@ -43,15 +44,6 @@ def with_overrides(config: BookConfig, *, max_tokens: int | None, seed: int | No
     return config
 
 
-async def open_book(
-    store: BookRepository, book_file: Path | None, *, book_name: str | None, max_tokens: int | None, seed: int | None
-) -> tuple[Book, BookConfig]:
-    """Find the book (resume) or create it. A resumed book keeps its stored settings unless a file is given."""
-    file_config = load_book(book_file) if book_file is not None else None
-    name = validate_book_name(book_name or (file_config.name if file_config else None) or DEFAULT_BOOK)
-    return await _find_or_create(store, name, file_config, max_tokens=max_tokens, seed=seed)
-
-
 async def _find_or_create(
     store: BookRepository,
     name: str,
@@ -60,13 +52,18 @@ async def _find_or_create(
     max_tokens: int | None,
     seed: int | None,
     seed_offset: int = 0,
+    trust: EndpointTrust | None = None,
 ) -> tuple[Book, BookConfig]:
+    """The book named ``name`` and the settings to play it with: ``given`` (a book file), else the stored ones, whose
+    endpoints must pass ``trust`` (``ConfigError`` before anything is built or called), else the defaults."""
     book = await store.get_book(name)
     if book is None:
         config = _offset_seed(with_overrides(given or load_book(None), max_tokens=max_tokens, seed=seed), seed_offset)
         book = await store.create_book(name, config.topic, config.outline, config.to_json())
     else:
         stored = parse_book(book.config, where=f"stored settings of book {name!r}")
+        if given is None:
+            stored = (trust or EndpointTrust()).book(stored, where=f"book {name!r}")
         config = with_overrides(given or stored, max_tokens=max_tokens, seed=seed)
         if given is not None or seed is not None:  # a stored seed already carries its offset
             config = _offset_seed(config, seed_offset)
@@ -103,14 +100,20 @@ async def play_book(
     seed: int | None,
     emit: Listener,
     durable: bool = True,
+    trust_stored: bool = False,
 ) -> tuple[str, list[EpochOutcome]]:
+    """Play ``epochs`` epochs of one book. A bad book file fails before the database is touched; a resumed book's
+    stored endpoints are built only when ``trust_stored`` (``--trust-stored-endpoints``) or given again."""
+    file_config = load_book(book_file) if book_file is not None else None  # before anything is written
+    trust = EndpointTrust(stored=trust_stored, local=file_config.endpoints if file_config else {})
+    name = validate_book_name(book_name or (file_config.name if file_config else None) or DEFAULT_BOOK)
     url = prepare(settings)
     async with open_store(url) as store:
-        book, config = await open_book(store, book_file, book_name=book_name, max_tokens=max_tokens, seed=seed)
+        book, config = await _find_or_create(store, name, file_config, max_tokens=max_tokens, seed=seed, trust=trust)
         shared = SharedModels()
         try:
             async with store.book_lock(book), _seated(store, book, config, ModelPool(config), emit) as director:
-                async with _durably(url, store, shared, {book.book_id: director}, durable):
+                async with _durably(url, store, shared, {book.book_id: director}, durable, trust):
                     outcomes = await director.play(epochs)
         finally:
             await shared.aclose()
@@ -119,14 +122,15 @@ async def play_book(
 
 @asynccontextmanager
 async def _durably(
-    url: str, store: BookRepository, shared: SharedModels, directors: dict[UUID, Director], on: bool
+    url: str, store: BookRepository, shared: SharedModels, directors: dict[UUID, Director], on: bool,
+    trust: EndpointTrust,
 ) -> AsyncIterator[Host | None]:
     """DBOS launched for this run with the Directors in ``directors`` (filled as books are seated) playing each
     epoch as a durable workflow; nothing when ``on`` is false or the repository is not PostgreSQL (tests)."""
     if not on or not isinstance(store, Store):
         yield None
         return
-    host = Host(store, shared, directors)
+    host = Host(store, shared, directors, trust=trust)
     async with Durable(url, host, executor_id=default_executor_id("run")) as engine:
         host.engine = engine
         for director in directors.values():
@@ -213,17 +217,26 @@ async def play_books(
     prebuilt: dict[str, ChatModel] | None = None,
     prebuilt_embedder: Embedder | None = None,
     durable: bool = True,
+    trust_stored: bool = False,
 ) -> list[BookRun]:
     """Play ``epochs`` epochs of every planned book at once (fewer for a book that reaches its ``[budget]``: its
     run's ``stopped`` says so); return one :class:`BookRun` per plan, in order.
 
     A book's failure (bad file, locked by another process, too few drafts, a lost database …) ends that book only:
     it is recorded in its run (and passed to ``on_done``); the others play on. ``emit_for(name)`` gives each book's
-    listener. Cancelling the call stops every book (an epoch in flight is not written).
+    listener. Cancelling the call stops every book (an epoch in flight is not written). A book played from its
+    stored settings builds its stored endpoints only when ``trust_stored``; otherwise that book fails with one line.
     """
-    url = prepare(settings)
+    trust = EndpointTrust(stored=trust_stored)
     emit_for = emit_for or (lambda _name: _ignore)
     runs = [BookRun(plan.name) for plan in plans]
+    if plans and all(plan.error is not None for plan in plans):  # nothing to play: the database is not touched
+        for plan, run in zip(plans, runs, strict=True):
+            run.error = plan.error
+            if on_done is not None:
+                on_done(run)
+        return runs
+    url = prepare(settings)
     shared = SharedModels()
     pool_size = min(MAX_POOL, 2 + 2 * len(plans))
     try:
@@ -231,7 +244,7 @@ async def play_books(
         async with (
             open_store(url, max_size=pool_size) as store,
             store.book_locks() as locks,
-            _durably(url, store, shared, directors, durable) as host,
+            _durably(url, store, shared, directors, durable, trust) as host,
         ):
 
             async def play_one(plan: BookPlan, run: BookRun) -> None:
@@ -239,7 +252,8 @@ async def play_books(
                     if plan.error is not None:
                         raise plan.error
                     book, config = await _find_or_create(
-                        store, plan.name, plan.config, max_tokens=max_tokens, seed=seed, seed_offset=plan.seed_offset
+                        store, plan.name, plan.config, max_tokens=max_tokens, seed=seed, seed_offset=plan.seed_offset,
+                        trust=trust,
                     )
                     async with locks.hold(book):
                         models = ModelPool(

@@ -28,7 +28,7 @@ from typing import Any
 import json_repair
 
 from spacetime.domain import NAME_MAX, Persona, PersonaOrigin
-from spacetime.personas import make_persona
+from spacetime.personas import bad_char, make_persona
 from spacetime.prompts import render
 
 BREED_TRIES = 4
@@ -141,6 +141,8 @@ def validate(
 ) -> str | None:
     """``None`` when the answer makes a new persona, else why not (one short phrase)."""
     name, discipline, voice = answer["name"], answer["discipline"], answer["voice"]
+    if any(bad_char(text) is not None for text in (name, discipline, voice)):
+        return "a control character"  # make_persona (and the database) would refuse it
     if len(name) > NAME_LEN or not _NAME.match(name):
         return f"bad name {name!r}"
     names = {_fold(n) for n in taken_names} | {_fold(p.name) for p in plan.parents}

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 _TITLE_PREFIX = re.compile(r"^\s*(?:#+\s*|\*\*|chapter\s+\d+\s*[:.\-–—]\s*|title\s*:\s*)", re.IGNORECASE)
 TITLE_MAX = 80
+_MARKER = re.compile(r"^\s*<<[^<>]*>>\s*$")
+"""A line like ``<<NOTES>>``: a prompt block's delimiter a small model echoed, never a title."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,9 +20,10 @@ class Passage:
 
 
 def split_title(text: str, chapter_no: int) -> tuple[str, str]:
-    """(title, body) of a draft: its first non-empty line when short enough, else ``Chapter N``."""
+    """(title, body) of a draft: its first non-empty line when short enough, else ``Chapter N``. Leading
+    ``<<MARKER>>`` lines (prompt delimiters echoed by a small model) are dropped."""
     lines = text.strip().splitlines()
-    while lines and not lines[0].strip():
+    while lines and (not lines[0].strip() or _MARKER.match(lines[0])):
         lines.pop(0)
     if lines:
         first = _TITLE_PREFIX.sub("", lines[0]).strip().strip("*#\"' ").strip()

@@ -1,7 +1,9 @@
 """The Epistemic Deck's read-only queries (the only SQL the Streamlit deck runs).
 
-Every connection of the deck is opened with ``default_transaction_read_only = on`` (libpq ``options``), so any
-write through it fails with ``ReadOnlySqlTransaction``: the deck cannot change a book, whatever its code does.
+``spacetime deck`` connects as the read-only role ``spacetime_deck`` (``roles.py``: SELECT on our tables, nothing
+else), so the deck cannot change a book, whatever its code does. Belt and braces, every connection is also opened
+with ``default_transaction_read_only = on`` (libpq ``options``): a write fails with ``ReadOnlySqlTransaction`` even
+on a URL whose user could write, unless the statement first turns that setting off.
 Queries aggregate in SQL and pull only what one view shows (one epoch's votes and drafts, chapter titles without
 texts, one page of texts), so a 1,000-epoch book renders quickly. Results are plain dicts, tuples and small frozen
 dataclasses (picklable: the deck caches them with ``st.cache_data``).

@@ -2,6 +2,9 @@
 
 Safe to run from several processes at once: the whole run holds a transaction-level advisory lock, so a second
 process waits, then finds every version applied and does nothing.
+
+Every run ends by granting the deck's read-only role (``roles.DECK_ROLE``, when it exists) SELECT on our tables, in
+the same locked transaction: a table a later migration adds is readable by the deck as soon as it exists.
 """
 
 from __future__ import annotations
@@ -13,10 +16,13 @@ from importlib import resources
 import psycopg
 from psycopg import errors as pg_errors
 
+from spacetime.adapters.pg import roles
 from spacetime.errors import StoreConfigError
 
 _LOCK_KEY = 0x5_9ACE_7143  # arbitrary, constant: "spacetime migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_CREATE_TABLE = re.compile(r"\bCREATE\s+(?:UNLOGGED\s+)?TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?([a-z_][a-z0-9_]*)\b",
+                           re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +46,32 @@ def migrations() -> list[Migration]:
     return found
 
 
-def migrate(conn: psycopg.Connection) -> list[int]:
-    """Apply every missing migration in one transaction; return the versions applied now (empty if none)."""
+def our_tables() -> list[str]:
+    """The tables our migrations create (what the deck's role may read; ``schema_migrations`` is not one)."""
+    names = {m.group(1).lower() for migration in migrations() for m in _CREATE_TABLE.finditer(migration.sql)}
+    return sorted(names)
+
+
+def _lock(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+
+
+def grant_deck_role(conn: psycopg.Connection, *, password: str | None = None) -> roles.Granted:
+    """Create or update the deck's read-only role and its grants on our tables (one transaction, under the
+    migrations' lock). Needs a user with CREATEROLE that owns the tables (or a superuser)."""
+    with conn.transaction():
+        _lock(conn)
+        return roles.ensure_deck_role(conn, our_tables(), password=password)
+
+
+def migrate(conn: psycopg.Connection, *, deck_role: bool = False) -> list[int]:
+    """Apply every missing migration in one transaction; return the versions applied now (empty if none).
+
+    Then the deck's role, if it exists, may read every table of ours; ``deck_role`` (the embedded server, where we
+    are superuser) also creates or updates the role itself."""
     applied_now: list[int] = []
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
+        _lock(conn)
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations ("
             " version INT PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
@@ -72,4 +99,8 @@ def migrate(conn: psycopg.Connection) -> list[int]:
                 "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
             )
             applied_now.append(migration.version)
+        if deck_role:
+            roles.ensure_deck_role(conn, our_tables())
+        else:
+            roles.grant_reads(conn, our_tables())
     return applied_now
