@@ -100,9 +100,15 @@ def endpoint_name_ok(name: str) -> bool:
     return 0 < len(name) <= ENDPOINT_NAME_MAX and all(c.isalnum() or c in "-_." for c in name)
 
 
-def _shown_url(value: object) -> str:
-    """A refused URL for its message, any password or key in it masked."""
-    return show(redact_url(value) if isinstance(value, str) else value)
+def _check_url(value: object, key: str, rule: str) -> None:
+    """``value`` must be a URL :func:`_url_ok` accepts, with no secret in it (it would be stored with the book and
+    shown in status: a key goes in an environment variable). A refused URL is shown with any secret masked."""
+    if not _url_ok(value):
+        raise ConfigError(f"{key} {rule}, not {show(redact_url(value) if isinstance(value, str) else value)}")
+    secret = secret_in_url(str(value))
+    if secret is not None:
+        raise ConfigError(f"{key} carries {secret} ({redact_url(str(value))}): put the key in an environment "
+                          "variable and name it in api_key_env")  # fmt: skip
 
 
 def _url_ok(value: object) -> bool:
@@ -177,22 +183,15 @@ class EndpointSpec:
         where = toml_key("endpoints", self.name)
         if not isinstance(self.kind, str) or self.kind not in get_args(EndpointKind):
             raise ConfigError(f"{where}.kind must be 'embedded' or 'openai', not {show(self.kind)}")
-        if self.base_url is not None and not _url_ok(self.base_url):
-            raise ConfigError(f"{where}.base_url must be an http:// or https:// URL such as "
-                              f"http://127.0.0.1:8000/v1, not {_shown_url(self.base_url)}")  # fmt: skip
+        if self.base_url is not None:
+            _check_url(self.base_url, f"{where}.base_url", "must be an http:// or https:// URL such as "
+                                                          "http://127.0.0.1:8000/v1")  # fmt: skip
         if not isinstance(self.base_urls, list | tuple):
             raise ConfigError(f"{where}.base_urls must be a list of URLs, not {show(self.base_urls)}")
         for i, url in enumerate(self.base_urls):
-            if not _url_ok(url):
-                raise ConfigError(f"{where}.base_urls must be a list of URLs (http:// or https://, e.g. "
-                                  f"http://127.0.0.1:8000/v1), not {_shown_url(url)} at [{i}]")  # fmt: skip
+            _check_url(url, f"{where}.base_urls[{i}]", "must be in a list of URLs (http:// or https://, e.g. "
+                                                       "http://127.0.0.1:8000/v1)")  # fmt: skip
         object.__setattr__(self, "base_urls", tuple(self.base_urls))  # a TOML/JSON list → hashable tuple
-        given = [("base_url", self.base_url)] if self.base_url is not None else []
-        for key, address in given + [(f"base_urls[{i}]", u) for i, u in enumerate(self.base_urls)]:
-            secret = secret_in_url(address)
-            if secret is not None:  # it would be stored with the book and shown in status: a key never goes in a URL
-                raise ConfigError(f"{where}.{key} carries {secret} ({redact_url(address)}): put the key in an "
-                                  "environment variable and name it in api_key_env")  # fmt: skip
         if self.base_urls and self.base_url:
             raise ConfigError(f"{where}: give base_url (one server) or base_urls (replicas), not both")
         if self.base_urls and self.kind != "openai":

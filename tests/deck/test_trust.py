@@ -192,15 +192,19 @@ def nasty_epoch(record: EpochRecord) -> EpochRecord:
     return dataclasses.replace(record, drafts=drafts, chapter_text=NASTY, chapter_title=NASTY_TITLE)
 
 
-@pytest.fixture
-def nasty_book(migrated_url: str) -> str:
-    """A book whose drafts, chapter, title, topic and leading agent's name carry images, links, HTML and a
-    5,000-character word."""
-    asyncio.run(play_more(migrated_url, "nasty-book", 2, edit=nasty_epoch, topic=NASTY_TITLE))
-    with psycopg.connect(migrated_url) as conn:
+def fill_nasty_book(url: str) -> None:
+    """A book ``nasty-book`` whose drafts, chapter, title, topic and two leading agents' names carry images, links,
+    HTML and a 5,000-character word."""
+    asyncio.run(play_more(url, "nasty-book", 2, edit=nasty_epoch, topic=NASTY_TITLE))
+    with psycopg.connect(url) as conn:
         for rank, name in enumerate((NASTY_NAME, HTML_NAME)):
             conn.execute("UPDATE agents SET name = %s WHERE agent_id = (SELECT agent_id FROM agents "
                          "WHERE status = 'alive' ORDER BY rating DESC OFFSET %s LIMIT 1)", (name, rank))
+
+
+@pytest.fixture
+def nasty_book(migrated_url: str) -> str:
+    fill_nasty_book(migrated_url)
     return migrated_url
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from spacetime.adapters.pg import embedded
 from spacetime.adapters.pg.roles import DECK_ROLE, role_url
-from tests.conftest import run_cli
+from tests.conftest import run_cli, scratch_database
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
@@ -169,15 +169,9 @@ def external_server() -> Iterator[str]:
 @pytest.fixture
 def external_db(external_server: str) -> Iterator[str]:
     """A fresh, migrated Space Time database on the external server (migrated as `spacetime run` would)."""
-    name = f"x_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(external_server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    head, _, query = external_server.partition("?")
-    url = f"{head.rsplit('/', 1)[0]}/{name}?{query}"
-    assert run_cli("--database-url", url, "db", "migrate").returncode == 0
-    yield url
-    with psycopg.connect(external_server, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(external_server, "x") as url:
+        assert run_cli("--database-url", url, "db", "migrate").returncode == 0
+        yield url
 
 
 def _cannot_log_in(url: str) -> bool:

@@ -225,14 +225,10 @@ PAGE_CHECKS = """() => {
 
 @pytest.fixture
 def nasty_url(pg_server_url: str) -> Iterator[str]:
-    from tests.deck.test_trust import HTML_NAME, NASTY_NAME, NASTY_TITLE, nasty_epoch
+    from tests.deck.test_trust import fill_nasty_book
 
     name, url = new_database(pg_server_url)
-    asyncio.run(play_more(url, "nasty-book", 2, edit=nasty_epoch, topic=NASTY_TITLE))
-    with psycopg.connect(url) as conn:
-        for rank, agent in enumerate((NASTY_NAME, HTML_NAME)):
-            conn.execute("UPDATE agents SET name = %s WHERE agent_id = (SELECT agent_id FROM agents "
-                         "WHERE status = 'alive' ORDER BY rating DESC OFFSET %s LIMIT 1)", (agent, rank))
+    fill_nasty_book(url)
     yield url
     drop_database(pg_server_url, name)
 

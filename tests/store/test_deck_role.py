@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from spacetime.adapters.pg.store import open_store
 from spacetime.cli.app import app
 from spacetime.config import Settings
 from spacetime.deck import ENV_URL
+from tests.conftest import scratch_database
 from tests.deck.fill import fill_book
 
 WRITES = [
@@ -92,13 +92,8 @@ def book_name(admin_url: str, data_dir: Path) -> str:
 @pytest.fixture
 def fresh_db(admin_url: str) -> Iterator[str]:
     """A new, empty database on this module's server (dropped afterwards)."""
-    name = f"r_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    head, _, query = admin_url.partition("?")
-    yield f"{head.rsplit('/', 1)[0]}/{name}?{query}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with scratch_database(admin_url, "r") as url:
+        yield url
 
 
 def test_the_decks_connection_cannot_write_even_with_read_only_switched_off(
